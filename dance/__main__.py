@@ -1,0 +1,7 @@
+"""Entry point for `python -m dance`."""
+
+import sys
+
+from dance.cli import main
+
+sys.exit(main())

@@ -1,0 +1,198 @@
+"""Checkpoints: weights in safetensors plus a JSON sidecar that describes them; nothing is ever unpickled.
+
+`<stem>.safetensors` holds the state dict; `<stem>.json` holds the architecture name, classes,
+preprocessing, training config, metrics, data fingerprint and library versions, so loading
+rebuilds the model from the sidecar alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from dance.errors import CheckpointError
+from dance.fileio import atomic_write_bytes, atomic_write_json
+from dance.models import Classifier, ModelSpec, get_spec
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_NAME = "default"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
+FORMAT_VERSION = 1
+
+
+def stem_of(path: str | os.PathLike) -> Path:
+    """`weights/x`, `weights/x.json` or `weights/x.safetensors` -> `weights/x`."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+
+
+def is_default(path: str | os.PathLike, weights_dir: Path = WEIGHTS_DIR) -> bool:
+    """Whether `path` names the shipped default checkpoint."""
+    return stem_of(path).resolve() == (weights_dir / DEFAULT_NAME).resolve()
+
+
+def resolve(name_or_path: str | os.PathLike | None, weights_dir: Path = WEIGHTS_DIR) -> Path:
+    """A checkpoint name (`default`, `my-run`) or path -> its stem; refuses pickle-based files."""
+    text = str(name_or_path or DEFAULT_NAME)
+    path = Path(text)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{text}: pickle-based weights files are refused (they can run code); use a .safetensors checkpoint."
+        )
+    if path.suffix in ("", ".json", ".safetensors") and not path.parent.parts and not path.exists() \
+            and not Path(text + ".safetensors").exists():
+        path = weights_dir / text  # a bare name means a checkpoint in weights/
+    return stem_of(path)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a checkpoint."""
+    import numpy
+    import torchvision
+
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+def save(stem: str | os.PathLike, model: Classifier, meta: dict[str, Any]) -> Path:
+    """Write `<stem>.safetensors` then `<stem>.json`, each atomically; returns the stem."""
+    stem = stem_of(stem)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(stem.with_suffix(".safetensors"), save_safetensors_bytes(state))
+    sidecar = {"format": FORMAT_VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "versions": library_versions(), **meta}
+    atomic_write_json(stem.with_suffix(".json"), sidecar)
+    return stem
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode, its spec and its sidecar."""
+
+    path: Path
+    model: Classifier
+    spec: ModelSpec
+    meta: dict[str, Any]
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, in output order."""
+        return list(self.meta["classes"])
+
+    @property
+    def image_size(self) -> int:
+        """Input side length in pixels."""
+        return int(self.meta["image_size"])
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Normalisation mean."""
+        return tuple(self.meta["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Normalisation std."""
+        return tuple(self.meta["std"])
+
+    @property
+    def temperature(self) -> float:
+        """Calibration temperature (1.0 when uncalibrated)."""
+        return float(self.meta.get("calibration", {}).get("temperature", 1.0))
+
+    @property
+    def name(self) -> str:
+        """The checkpoint's file stem."""
+        return self.path.name
+
+
+def read_sidecar(stem: str | os.PathLike) -> dict[str, Any]:
+    """Parse and validate `<stem>.json`; raises CheckpointError."""
+    stem = stem_of(stem)
+    sidecar = stem.with_suffix(".json")
+    if not sidecar.is_file():
+        raise CheckpointError(f"{sidecar}: sidecar not found (a checkpoint is a .safetensors file plus its .json).")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{sidecar}: not valid JSON ({exc}).") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{sidecar}: expected a JSON object.")
+    for key in ("arch", "classes", "image_size", "mean", "std"):
+        if key not in meta:
+            raise CheckpointError(f"{sidecar}: missing field {key!r}.")
+    classes = meta["classes"]
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
+        raise CheckpointError(f"{sidecar}: 'classes' must be a list of at least 2 names.")
+    if not isinstance(meta["image_size"], int) or not 32 <= meta["image_size"] <= 1024:
+        raise CheckpointError(f"{sidecar}: 'image_size' must be an integer between 32 and 1024.")
+    for key in ("mean", "std"):
+        values = meta[key]
+        if not (isinstance(values, list) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)):
+            raise CheckpointError(f"{sidecar}: {key!r} must be a list of 3 numbers.")
+    if any(v <= 0 for v in meta["std"]):
+        raise CheckpointError(f"{sidecar}: 'std' values must be positive.")
+    get_spec(str(meta["arch"]))  # unknown architecture -> CheckpointError
+    return meta
+
+
+def load(name_or_path: str | os.PathLike | None = None, weights_dir: Path = WEIGHTS_DIR) -> Checkpoint:
+    """Rebuild the model described by the sidecar and load its safetensors weights; raises CheckpointError."""
+    stem = resolve(name_or_path, weights_dir)
+    meta = read_sidecar(stem)
+    weights = stem.with_suffix(".safetensors")
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: weights file not found.")
+    try:
+        state = load_safetensors_bytes(weights.read_bytes())
+    except (SafetensorError, ValueError, OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights}: not a valid safetensors file ({str(exc)[:120]}).") from None
+    spec = get_spec(meta["arch"])
+    model = spec.create(len(meta["classes"]), meta["image_size"], pretrained=False)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights}: weights do not match architecture {meta['arch']!r} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected tensors)."
+        )
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            if key.startswith("head.") and tensor.shape[0] != expected[key].shape[0] and tensor.dim() <= 2:
+                raise CheckpointError(
+                    f"{weights}: the sidecar lists {len(meta['classes'])} classes but the weights' head "
+                    f"has {tensor.shape[0]} outputs."
+                )
+            raise CheckpointError(f"{weights}: tensor {key} has shape {tuple(tensor.shape)}, "
+                                  f"expected {tuple(expected[key].shape)}.")
+    model.load_state_dict(state)
+    model.eval()
+    return Checkpoint(stem, model, spec, meta)
+
+
+def list_checkpoints(weights_dir: Path = WEIGHTS_DIR) -> list[Path]:
+    """Stems of every checkpoint (sidecar + weights) in `weights_dir`, default first, then newest first."""
+    if not weights_dir.is_dir():
+        return []
+    stems = [p.with_suffix("") for p in weights_dir.glob("*.json") if p.with_suffix(".safetensors").is_file()]
+    stems.sort(key=lambda s: (s.name != DEFAULT_NAME, -s.with_suffix(".json").stat().st_mtime))
+    return stems
+
+
+def update_sidecar(stem: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into an existing sidecar, atomically."""
+    stem = stem_of(stem)
+    meta = read_sidecar(stem)
+    meta.update(fields)
+    atomic_write_json(stem.with_suffix(".json"), meta)
+    return meta

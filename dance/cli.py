@@ -1,0 +1,225 @@
+"""Command line: `python -m dance <command>`; a thin layer over the package's functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from dance.config import AugmentConfig, TrainConfig, article_config
+from dance.errors import DanceError
+
+
+class _ConsoleProgress:
+    """tqdm bar per epoch and a one-line summary after each."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_batch_end(self, epoch: int, batch: int, batches: int, loss: float) -> None:
+        """Advance the epoch's progress bar."""
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=batches, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.3f}")
+
+    def on_epoch_end(self, record: dict) -> bool:
+        """Close the bar and print the epoch's summary line."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        parts = [f"epoch {record['epoch']:>3}"]
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            if key in record:
+                parts.append(f"{key} {record[key]:.4f}")
+        parts.append(f"{record['seconds']:.1f}s")
+        print("  ".join(parts), flush=True)
+        return True
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Every TrainConfig / AugmentConfig field as an option, defaults from the dataclasses."""
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in ("augment",):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, type=type(getattr(defaults, f.name)), default=None,
+                            help=f"default: {getattr(defaults, f.name)}")
+    aug = AugmentConfig()
+    group = parser.add_argument_group("augmentation")
+    for f in fields(AugmentConfig):
+        value = getattr(aug, f.name)
+        flag = "--aug-" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            group.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=None,
+                               help=f"default: {value}")
+        else:
+            group.add_argument(flag, type=type(value), default=None, help=f"default: {value}")
+    parser.add_argument("--recipe", choices=("default", "article"), default="default",
+                        help="start from the default transfer recipe or the seed article's")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from a recipe plus every option the user set."""
+    cfg = article_config() if args.recipe == "article" else TrainConfig()
+    for f in fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None and f.name != "augment":
+            setattr(cfg, f.name, value)
+    for f in fields(AugmentConfig):
+        value = getattr(args, "aug_" + f.name, None)
+        if value is not None:
+            setattr(cfg.augment, f.name, value)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model and save a checkpoint (never over weights/default unless --output says so)."""
+    from dance import checkpoint
+    from dance.fileio import atomic_write_json, atomic_write_text
+    from dance.plots import history_figure
+    from dance.train import train
+
+    cfg = config_from_args(args)
+    explicit_default = bool(args.output) and checkpoint.is_default(args.output)
+    result = train(cfg, args.data, args.output, callbacks=[_ConsoleProgress()], resume=args.resume,
+                   overwrite_default=explicit_default)
+    stem = result.checkpoint
+    atomic_write_json(stem.with_name(stem.name + ".history.json"), result.history)
+    atomic_write_text(stem.with_name(stem.name + ".history.html"),
+                      history_figure(result.history).to_html(include_plotlyjs=True, full_html=True))
+    print(f"saved {stem}.safetensors and {stem}.json")
+    if result.holdout is not None:
+        m = result.holdout.metrics()
+        print(f"hold-out: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  weighted-F1 {m['weighted_f1']:.4f}"
+              f"  ({m['count']} images)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Top-k labels per image; JSON lines with --json; exit 1 if any image failed."""
+    from dance.predict import Predictor, image_files
+
+    predictor = Predictor.load(args.weights, tta=args.tta)
+    failed = False
+    for pred in predictor.predict(image_files(args.images)):
+        failed |= not pred.ok
+        if args.json:
+            print(json.dumps(pred.to_dict()), flush=True)
+        elif not pred.ok:
+            print(f"ERROR {pred.error}", flush=True)
+        else:
+            note = "  (not sure)" if pred.unsure else ""
+            ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.ranked[: args.top])
+            print(f"{pred.image}: {ranked}{note}", flush=True)
+    return 1 if failed else 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Write the HackerEarth submission CSV (Image,target) for test.csv."""
+    import pandas as pd
+
+    from dance.data import find_data_dir, load_unlabelled
+    from dance.fileio import atomic_write_text
+    from dance.predict import Predictor
+
+    folder = find_data_dir(args.data)
+    paths = load_unlabelled(folder)
+    predictor = Predictor.load(args.weights, tta=args.tta)
+    preds = predictor.predict(paths)
+    bad = [p for p in preds if not p.ok]
+    for p in bad:
+        print(f"ERROR {p.error}", file=sys.stderr)
+    frame = pd.DataFrame({"Image": [Path(p.image).name for p in preds], "target": [p.label or "" for p in preds]})
+    atomic_write_text(args.output, frame.to_csv(index=False))
+    print(f"wrote {len(frame)} predictions to {args.output}")
+    return 1 if bad else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Metrics, per-class report, confusion matrix and misclassified images on a labelled split."""
+    from dance.evaluate import evaluate_checkpoint
+
+    preds, split = evaluate_checkpoint(args.weights, args.data, args.split, tta=args.tta)
+    json_path, csv_path = preds.save(args.output)
+    m = preds.metrics()
+    print(f"{split}: {m['count']} images  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}"
+          f"  weighted-F1 {m['weighted_f1']:.4f}")
+    print(preds.report().round(3).to_string())
+    print("confusion (rows true, columns predicted):")
+    print(preds.confusion())
+    print(f"wrote {json_path} and {csv_path}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a data set's CSV rows and decode every image, without training."""
+    from dance.train import check_data
+
+    prepared = check_data(args.data)
+    ds = prepared.dataset
+    groups = len(set(prepared.groups.tolist()))
+    print(f"{prepared.data_dir}: {len(ds)} valid images, {len(ds.classes)} classes, {groups} source-image groups")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command (reusable by other tools)."""
+    parser = argparse.ArgumentParser(prog="dance", description="Classify photos of Indian classical dance forms.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_option(p):
+        p.add_argument("--data", help="data folder (else $DANCE_DATA, data/dance, ../shared/data/dance)")
+
+    p = sub.add_parser("train", help="train a model and save a checkpoint")
+    data_option(p)
+    p.add_argument("--output", help="checkpoint stem (default weights/<model>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run writing to --output")
+    _add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="classify image files or folders")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--weights", default="default", help="checkpoint name in weights/ or path")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--top", type=int, default=3, help="labels shown per image")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (flip + crops)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on its hold-out (or all labelled images)")
+    data_option(p)
+    p.add_argument("--weights", default="default")
+    p.add_argument("--split", choices=("holdout", "all"), default="holdout")
+    p.add_argument("--output", default="runs/evaluation", help="stem for the .json and .csv written")
+    p.add_argument("--tta", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("submit", help="write the HackerEarth submission CSV for test.csv")
+    data_option(p)
+    p.add_argument("--weights", default="default")
+    p.add_argument("--output", default="submission.csv")
+    p.add_argument("--tta", action="store_true")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("check", help="validate a data set (rows and images) without training")
+    data_option(p)
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; user errors print one line and exit 2, never a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,76 @@
+"""Dataclasses holding every default: the one source for the CLI, the UI and checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class AugmentConfig:
+    """Strength of each training augmentation; 0 switches an operation off."""
+
+    preset: str = "strong"  # "article" (Keras-style affine + flip), "strong" (adds crops + TrivialAugment), "none"
+    crop_scale: float = 0.35  # RandomResizedCrop lower area bound ("strong" only)
+    rotation: float = 15.0  # degrees
+    shift: float = 0.1  # fraction of the side
+    zoom: float = 0.2  # +- fraction
+    hflip: float = 0.5  # probability
+    color: float = 0.2  # brightness/contrast/saturation jitter
+    trivial_augment: bool = True  # TrivialAugmentWide ("strong" only)
+    erasing: float = 0.0  # RandomErasing probability
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AugmentConfig":
+        """Build from a dict, ignoring unknown keys (older or newer sidecars)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved into every checkpoint."""
+
+    model: str = "effnet-lite0"
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # "adamw" or "adam" (the article's)
+    schedule: str = "onecycle"  # "onecycle", "cosine" or "constant"
+    image_size: int = 0  # 0: the model's own input size
+    label_smoothing: float = 0.1
+    freeze_epochs: int = 1  # head-only epochs before unfreezing a pretrained backbone
+    backbone_lr_scale: float = 0.3  # discriminative LR: backbone gets lr * this
+    mixup: float = 0.0  # mixup alpha; 0 = off
+    patience: int = 0  # early stopping on validation loss; 0 = off
+    val_fraction: float = 0.2  # hold-out share; 0 = train on everything
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    limit: int = 0  # use only the first N rows (tests, quick checks); 0 = all
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        """Plain dict for JSON sidecars."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Build from a dict, ignoring unknown keys."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names and k != "augment"}
+        return cls(augment=AugmentConfig.from_dict(data.get("augment", {})), **values)
+
+
+def article_config() -> TrainConfig:
+    """The seed article's recipe: seed CNN, Adam, batch 32, Keras-style augmentation."""
+    return TrainConfig(
+        model="seed-cnn",
+        epochs=60,
+        lr=1e-3,
+        weight_decay=0.0,
+        optimizer="adam",
+        schedule="constant",
+        label_smoothing=0.0,
+        freeze_epochs=0,
+        augment=AugmentConfig(preset="article", color=0.0, trivial_augment=False),
+    )

@@ -1,0 +1,344 @@
+"""Data sets on disk: locating them, validating CSV rows, decoded-once image caches, grouped stratified splits."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import StratifiedGroupKFold
+from torch.utils.data import Dataset
+
+from dance.errors import DataError, ImageError
+from dance.fileio import atomic_write_bytes
+from dance.images import load_image, resize_shorter, to_uint8_tensor
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+IMAGE_COLUMNS = ("image", "filename", "file")
+LABEL_COLUMNS = ("target", "label", "class")
+Progress = Callable[[int, int], None]
+
+
+def candidate_dirs(explicit: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+    """The places searched for a data set, in order, each with where it came from."""
+    found: list[tuple[str, Path]] = []
+    if explicit:
+        found.append(("--data", Path(explicit)))
+    if os.environ.get("DANCE_DATA"):
+        found.append(("$DANCE_DATA", Path(os.environ["DANCE_DATA"])))
+    for base in dict.fromkeys([Path.cwd(), PROJECT_ROOT]):
+        found.append(("data/dance", base / "data" / "dance"))
+        found.append(("../shared/data/dance", base.parent / "shared" / "data" / "dance"))
+    return found
+
+
+def find_data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Return the first data folder holding train.csv, or raise DataError naming every place tried."""
+    tried = candidate_dirs(explicit)
+    if explicit:
+        tried = tried[:1]  # an explicit --data must exist; silently falling back would mislead
+    for _, path in tried:
+        if (path / "train.csv").is_file() or (path / "test.csv").is_file():
+            return path.resolve()
+    places = "; ".join(f"{how} = {path}" for how, path in tried)
+    raise DataError(f"No data set found (a folder with train.csv). Looked in: {places}.")
+
+
+@dataclass
+class RowProblem:
+    """One invalid CSV row: its line number in the file, the image name and the reason."""
+
+    line: int
+    image: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line} ({self.image or 'no name'}): {self.reason}"
+
+
+@dataclass
+class LabelTable:
+    """Validated rows of a labels CSV plus the rows that failed validation."""
+
+    frame: pd.DataFrame  # columns: image, label (label empty for unlabelled sets), path, line
+    problems: list[RowProblem] = field(default_factory=list)
+    source: Path | None = None
+
+    def raise_if_invalid(self) -> None:
+        """Raise one DataError listing every bad row."""
+        if self.problems:
+            shown = "\n".join(f"  - {p}" for p in self.problems[:50])
+            more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
+            raise DataError(f"{self.source}: {len(self.problems)} invalid row(s):\n{shown}{more}")
+
+
+def _read_csv(csv_path: Path) -> pd.DataFrame:
+    """Read a CSV as strings; BOM and CRLF are accepted, non-UTF-8 is refused."""
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: file not found.")
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except UnicodeDecodeError:
+        raise DataError(f"{csv_path}: not UTF-8 text; save it as UTF-8.") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{csv_path}: file is empty.") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{csv_path}: not a readable CSV ({str(exc).splitlines()[0]}).") from None
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    return frame
+
+
+def _pick_column(frame: pd.DataFrame, names: Sequence[str]) -> str | None:
+    """First of `names` present among the frame's columns."""
+    return next((n for n in names if n in frame.columns), None)
+
+
+def _check_name(name: str, image_dir: Path, root: Path) -> str | None:
+    """Reason why an image name is unsafe or missing, or None when it is a file inside the folder."""
+    if not name:
+        return "empty image name"
+    if Path(name).is_absolute() or name.startswith(("/", "\\")) or ":" in name:
+        return "absolute path not allowed"
+    if ".." in Path(name.replace("\\", "/")).parts:
+        return "name escapes the image folder ('..')"
+    path = image_dir / name
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return "path cannot be resolved"
+    if root not in resolved.parents:
+        return "name resolves outside the image folder (symlink?)"
+    if not resolved.is_file():
+        return "image file not found"
+    return None
+
+
+def read_labels(
+    csv_path: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    classes: Sequence[str] | None = None,
+    labelled: bool = True,
+) -> LabelTable:
+    """Read and validate a labels CSV (`Image,target`), collecting every bad row instead of stopping at one.
+
+    Harmless variations are normalised: BOM, CRLF, surrounding whitespace, column-name case, label case.
+    """
+    csv_path, image_dir = Path(csv_path), Path(image_dir)
+    frame = _read_csv(csv_path)
+    image_col = _pick_column(frame, IMAGE_COLUMNS)
+    label_col = _pick_column(frame, LABEL_COLUMNS)
+    if image_col is None or (labelled and label_col is None):
+        want = "Image,target" if labelled else "Image"
+        header = ",".join(frame.columns)
+        hint = " (the file seems to have no header row)" if any("." in c for c in frame.columns) else ""
+        raise DataError(f"{csv_path}: expected columns {want}, found {header!r}{hint}.")
+    if not image_dir.is_dir():
+        raise DataError(f"{image_dir}: image folder not found.")
+    root = image_dir.resolve()
+    known = {c.lower() for c in classes} if classes else None
+    rows, problems, seen = [], [], {}
+    for offset, record in enumerate(frame.itertuples(index=False)):
+        line = offset + 2  # header is line 1
+        values = record._asdict()
+        name = str(values[image_col]).strip()
+        label = str(values[label_col]).strip().lower() if label_col else ""
+        reason = _check_name(name, image_dir, root)
+        if reason is None and labelled and not label:
+            reason = "empty label"
+        if reason is None and known is not None and labelled and label not in known:
+            reason = f"unknown label {label!r}"
+        if reason is None and name in seen:
+            reason = f"duplicate of line {seen[name]}"
+        if reason:
+            problems.append(RowProblem(line, name, reason))
+            continue
+        seen[name] = line
+        rows.append({"image": name, "label": label, "path": str(image_dir / name), "line": line})
+    table = pd.DataFrame(rows, columns=["image", "label", "path", "line"])
+    if not rows and not problems:
+        raise DataError(f"{csv_path}: no rows.")
+    return LabelTable(table, problems, csv_path)
+
+
+@dataclass
+class LabelledSet:
+    """Validated labelled images: paths, integer labels and the sorted class names."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def names(self) -> list[str]:
+        """File names (what the CSV lists)."""
+        return [p.name for p in self.paths]
+
+    def subset(self, index: Iterable[int]) -> "LabelledSet":
+        """The rows at `index`, with the same classes."""
+        index = list(index)
+        return LabelledSet([self.paths[i] for i in index], self.labels[index], self.classes)
+
+
+def load_labelled(
+    data_dir: str | os.PathLike, csv_name: str = "train.csv", images: str = "train", limit: int = 0,
+    classes: Sequence[str] | None = None,
+) -> LabelledSet:
+    """Read train.csv (or another labels CSV), validate it fully and return a LabelledSet; raises DataError."""
+    data_dir = Path(data_dir)
+    table = read_labels(data_dir / csv_name, data_dir / images, classes=classes)
+    table.raise_if_invalid()
+    frame = table.frame
+    if limit:
+        frame = _stratified_head(frame, limit)
+    found = sorted(frame["label"].unique())
+    names = list(classes) if classes else found
+    if len(names) < 2:
+        raise DataError(f"{data_dir / csv_name}: needs at least 2 classes, found {len(names)}.")
+    lookup = {c.lower(): i for i, c in enumerate(names)}
+    labels = np.array([lookup[x] for x in frame["label"]], dtype=np.int64)
+    return LabelledSet([Path(p) for p in frame["path"]], labels, names)
+
+
+def _stratified_head(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """The first rows of each class in turn, so a small subset keeps every class."""
+    order = frame.groupby("label", sort=True).cumcount()
+    return frame.assign(_rank=order).sort_values(["_rank", "label"], kind="stable").head(limit).drop(columns="_rank")
+
+
+def load_unlabelled(data_dir: str | os.PathLike, csv_name: str = "test.csv", images: str = "test") -> list[Path]:
+    """Paths listed in test.csv, validated like training rows."""
+    data_dir = Path(data_dir)
+    table = read_labels(data_dir / csv_name, data_dir / images, labelled=False)
+    table.raise_if_invalid()
+    return [Path(p) for p in table.frame["path"]]
+
+
+class ImageCache:
+    """Decodes each image once into a uint8 (3, H, W) tensor with the shorter side at most `side`.
+
+    Held in memory; with `disk_dir`, also stored as .npy keyed by the file's SHA-1 (never pickled).
+    """
+
+    def __init__(self, side: int, disk_dir: str | os.PathLike | None = None):
+        self.side = side
+        self.disk_dir = Path(disk_dir) if disk_dir else None
+        self._memory: dict[str, torch.Tensor] = {}
+
+    def get(self, path: str | os.PathLike) -> torch.Tensor:
+        """Decoded tensor for `path`; raises ImageError for an unreadable file."""
+        key = str(path)
+        if key not in self._memory:
+            self._memory[key] = self._decode(Path(path))
+        return self._memory[key]
+
+    def _decode(self, path: Path) -> torch.Tensor:
+        """Decode from the disk cache when present, else from the image file."""
+        disk_file = None
+        if self.disk_dir is not None and path.is_file():
+            digest = hashlib.sha1(path.read_bytes()).hexdigest()
+            disk_file = self.disk_dir / f"{digest}-{self.side}.npy"
+            if disk_file.is_file():
+                try:
+                    return torch.from_numpy(np.load(disk_file, allow_pickle=False))
+                except (OSError, ValueError):
+                    pass  # a damaged cache entry is simply rebuilt
+        tensor = to_uint8_tensor(resize_shorter(load_image(path, name=path.name), self.side))
+        if disk_file is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, tensor.numpy(), allow_pickle=False)
+            atomic_write_bytes(disk_file, buffer.getvalue())
+        return tensor
+
+    def load_all(self, paths: Sequence[Path], progress: Progress | None = None) -> list[torch.Tensor]:
+        """Decode every path up front; raises one DataError listing every unreadable image."""
+        tensors, errors = [], []
+        for i, path in enumerate(paths):
+            try:
+                tensors.append(self.get(path))
+            except ImageError as exc:
+                errors.append(str(exc))
+            if progress:
+                progress(i + 1, len(paths))
+        if errors:
+            shown = "\n".join(f"  - {e}" for e in errors[:50])
+            raise DataError(f"{len(errors)} image(s) cannot be read:\n{shown}")
+        return tensors
+
+
+def _dhash(tensor: torch.Tensor) -> int:
+    """64-bit difference hash of an image: robust to resizing and recompression."""
+    gray = tensor.float().mean(0, keepdim=True)[None]
+    small = torch.nn.functional.interpolate(gray, size=(8, 9), mode="area")[0, 0]
+    bits = (small[:, 1:] > small[:, :-1]).flatten().tolist()
+    return sum(1 << i for i, b in enumerate(bits) if b)
+
+
+def source_groups(tensors: Sequence[torch.Tensor], max_distance: int = 4) -> np.ndarray:
+    """Group ids such that near-duplicate images (same source photo) share a group.
+
+    Splits keep each group on one side, so a resized or re-encoded copy of a validation
+    image never sits in training.
+    """
+    hashes = np.array([_dhash(t) for t in tensors], dtype=np.uint64)
+    parent = list(range(len(hashes)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(hashes)):
+        distance = np.array([bin(int(x)).count("1") for x in (hashes[i + 1:] ^ hashes[i])], dtype=np.int64)
+        for j in np.nonzero(distance <= max_distance)[0]:
+            parent[find(i + 1 + int(j))] = find(i)
+    roots = [find(i) for i in range(len(hashes))]
+    _, groups = np.unique(roots, return_inverse=True)
+    return groups.astype(np.int64)
+
+
+def kfold_splits(
+    labels: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 0, repeats: int = 1
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified, grouped k-fold splits (repeated with seeds seed, seed+1, ...): list of (train, val) indices."""
+    if k < 2:
+        raise DataError("k-fold needs k >= 2.")
+    smallest = int(np.bincount(labels).min())
+    if smallest < k:
+        raise DataError(f"k={k} folds need at least {k} images in every class; the smallest class has {smallest}.")
+    splits = []
+    dummy = np.zeros(len(labels))
+    for r in range(repeats):
+        folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed + r)
+        splits.extend((np.sort(tr), np.sort(va)) for tr, va in folds.split(dummy, labels, groups))
+    return splits
+
+
+def holdout_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float = 0.2, seed: int = 0):
+    """Stratified, grouped hold-out split (80/20 by default): (train indices, validation indices)."""
+    if not 0 < val_fraction < 0.5:
+        raise DataError("val_fraction must be between 0 and 0.5.")
+    k = max(2, round(1 / val_fraction))
+    return kfold_splits(labels, groups, k=k, seed=seed)[0]
+
+
+class TensorImageDataset(Dataset):
+    """Cached uint8 tensors + labels, with a transform applied on each access."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor], labels: np.ndarray, transform: Callable):
+        self.tensors, self.labels, self.transform = tensors, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.tensors[index]), int(self.labels[index])

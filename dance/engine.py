@@ -1,0 +1,214 @@
+"""Training and inference loops: fit / train_one_epoch / predict_logits. No prints, no file I/O, no streamlit."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dance.config import TrainConfig
+from dance.models import Classifier
+from dance.transforms import tta_views
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was requested but no GPU is available.")
+    return torch.device(name)
+
+
+class Callback(Protocol):
+    """Receives progress; `on_epoch_end` returning False stops training."""
+
+    def on_batch_end(self, epoch: int, batch: int, batches: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, record: dict) -> bool | None: ...
+
+
+@dataclass
+class FitState:
+    """Mutable state of a run, exposed so a caller can checkpoint and resume it."""
+
+    model: Classifier
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    history: list[dict] = field(default_factory=list)
+    epoch: int = 0  # epochs completed
+    best_loss: float = math.inf
+    best_state: dict | None = None
+    stale_epochs: int = 0
+
+
+def make_optimizer(cfg: TrainConfig, model: Classifier, steps_per_epoch: int):
+    """Optimizer with a lower LR for a pretrained backbone, and the configured schedule over all epochs."""
+    backbone = set(map(id, model.backbone_parameters()))
+    head_params = [p for p in model.parameters() if id(p) not in backbone]
+    body_lr = cfg.lr * (cfg.backbone_lr_scale if cfg.freeze_epochs or cfg.backbone_lr_scale != 1 else 1)
+    groups = [{"params": model.backbone_parameters(), "lr": body_lr}, {"params": head_params, "lr": cfg.lr}]
+    if cfg.optimizer == "adam":
+        optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or adamw")
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=0.2
+        )
+    elif cfg.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    elif cfg.schedule == "constant":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    else:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose onecycle, cosine or constant")
+    return optimizer, scheduler
+
+
+def set_backbone_trainable(model: Classifier, trainable: bool) -> None:
+    """Freeze or unfreeze the backbone; a frozen backbone also keeps its batch-norm statistics."""
+    for p in model.backbone_parameters():
+        p.requires_grad_(trainable)
+    model.body.train(trainable and model.training)
+
+
+def _mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator):
+    """Mix pairs of images; returns mixed images, both targets and the mixing weight."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(images.shape[0], generator=generator).to(images.device)
+    return lam * images + (1 - lam) * images[perm], targets, targets[perm], lam
+
+
+def train_one_epoch(
+    state: FitState, loader: DataLoader, cfg: TrainConfig, device: torch.device,
+    callbacks: list[Callback] = (), stop: threading.Event | None = None,
+) -> dict:
+    """One pass over `loader`; returns {'train_loss', 'train_acc'}."""
+    model = state.model
+    model.train()
+    frozen = state.epoch < cfg.freeze_epochs and _is_pretrained(cfg)
+    set_backbone_trainable(model, not frozen)
+    total_loss, correct, seen = 0.0, 0, 0
+    # Each epoch's randomness depends only on (seed, epoch), so a resumed run repeats an uninterrupted one.
+    epoch_seed = cfg.seed * 1000 + state.epoch
+    torch.manual_seed(epoch_seed)
+    if getattr(loader, "generator", None) is not None:
+        loader.generator.manual_seed(epoch_seed)
+    generator = torch.Generator().manual_seed(epoch_seed)
+    for batch, (images, targets) in enumerate(loader):
+        if stop is not None and stop.is_set():
+            break
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            if cfg.mixup > 0:
+                mixed, t1, t2, lam = _mixup(images, targets, cfg.mixup, generator)
+                logits = model(mixed).float()
+                loss = lam * F.cross_entropy(logits, t1, label_smoothing=cfg.label_smoothing) + (1 - lam) * F.cross_entropy(
+                    logits, t2, label_smoothing=cfg.label_smoothing)
+            else:
+                logits = model(images).float()
+                loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        state.scheduler.step()
+        total_loss += float(loss.detach()) * len(targets)
+        correct += int((logits.argmax(1) == targets).sum())
+        seen += len(targets)
+        for cb in callbacks:
+            cb.on_batch_end(state.epoch, batch + 1, len(loader), float(loss.detach()))
+    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1)}
+
+
+def _is_pretrained(cfg: TrainConfig) -> bool:
+    """Whether the configured model starts from ImageNet weights (only those get a frozen warm-up)."""
+    from dance.models import get_spec
+
+    return get_spec(cfg.model).pretrained
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device, tta: bool = False):
+    """Logits and targets for every batch of `loader`; with `tta`, logits averaged over flip/crop views."""
+    model.eval()
+    all_logits, all_targets = [], []
+    for images, targets in loader:
+        images = images.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            if tta:
+                logits = torch.stack([model(v).float().log_softmax(1) for v in tta_views(images)]).mean(0)
+            else:
+                logits = model(images).float()
+        all_logits.append(logits.float().cpu())
+        all_targets.append(torch.as_tensor(targets))
+    return torch.cat(all_logits), torch.cat(all_targets)
+
+
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, label_smoothing: float = 0.0) -> dict:
+    """Validation loss and accuracy."""
+    logits, targets = predict_logits(model, loader, device)
+    loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    return {"val_loss": float(loss), "val_acc": float((logits.argmax(1) == targets).float().mean())}
+
+
+def fit(
+    cfg: TrainConfig,
+    state: FitState,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    device: torch.device,
+    callbacks: list[Callback] = (),
+    stop: threading.Event | None = None,
+) -> FitState:
+    """Train from `state.epoch` to `cfg.epochs`, with optional early stopping on validation loss.
+
+    Each epoch appends a record (epoch, losses, accuracies, lr, seconds) to `state.history`
+    and is announced to every callback; a callback returning False, or `stop` being set, ends the run.
+    """
+    state.model.to(device)
+    while state.epoch < cfg.epochs:
+        started = time.perf_counter()
+        record = {"epoch": state.epoch + 1, **train_one_epoch(state, train_loader, cfg, device, callbacks, stop)}
+        if stop is not None and stop.is_set():
+            break
+        if val_loader is not None:
+            record.update(evaluate(state.model, val_loader, device))
+        record["lr"] = state.optimizer.param_groups[-1]["lr"]
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        state.epoch += 1
+        state.history.append(record)
+        keep_going = True
+        if cfg.patience and val_loader is not None:
+            if record["val_loss"] < state.best_loss - 1e-4:
+                state.best_loss, state.stale_epochs = record["val_loss"], 0
+                state.best_state = copy.deepcopy(state.model.state_dict())
+            else:
+                state.stale_epochs += 1
+                keep_going = state.stale_epochs < cfg.patience
+        for cb in callbacks:
+            if cb.on_epoch_end(record) is False:
+                keep_going = False
+        if not keep_going:
+            break
+    if state.best_state is not None:
+        state.model.load_state_dict(state.best_state)  # early stopping keeps the best epoch's weights
+    return state
+
+
+def softmax_np(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    """Softmax of logits / temperature as float64 numpy."""
+    return torch.softmax(logits.double() / temperature, dim=1).numpy()

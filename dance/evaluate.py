@@ -1,0 +1,43 @@
+"""Evaluate a checkpoint on labelled images: its recorded hold-out, or every labelled image."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from dance import checkpoint
+from dance.data import find_data_dir, load_labelled
+from dance.errors import DataError
+from dance.interpret import Predictions
+from dance.predict import Predictor
+
+
+def holdout_names(meta: dict) -> list[str]:
+    """Image names the checkpoint held out during training (empty when it trained on everything)."""
+    return list(meta.get("split", {}).get("val_images", []))
+
+
+def evaluate_checkpoint(
+    weights: str | os.PathLike | None, data_dir: str | os.PathLike | None = None, split: str = "holdout",
+    tta: bool = False, predictor: Predictor | None = None,
+) -> tuple[Predictions, str]:
+    """Predictions of a checkpoint on `split` ("holdout" or "all") of the labelled set."""
+    predictor = predictor or Predictor(checkpoint.load(weights))
+    dataset = load_labelled(find_data_dir(data_dir), classes=predictor.classes)
+    if split == "holdout":
+        wanted = set(holdout_names(predictor.ckpt.meta))
+        if not wanted:
+            raise DataError(f"{predictor.ckpt.name} was trained on every labelled image, so it has no hold-out; "
+                            "use --split all (optimistic) or the cross-validation report.")
+        index = [i for i, name in enumerate(dataset.names) if name in wanted]
+        dataset = dataset.subset(index)
+        label = f"hold-out of {predictor.ckpt.name}"
+    else:
+        label = f"all labelled images ({predictor.ckpt.name})"
+    results = predictor.predict(dataset.paths, tta=tta)
+    bad = [r.error for r in results if not r.ok]
+    if bad:
+        raise DataError("cannot evaluate: " + "; ".join(bad[:5]))
+    probs = np.array([[r.probs[c] for c in predictor.classes] for r in results])
+    return Predictions(probs, dataset.labels, [str(p) for p in dataset.paths], predictor.classes), label

@@ -1,0 +1,118 @@
+"""Safe image decoding: every image the project reads (CLI, training, app) goes through `load_image`."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dance.errors import ImageError
+
+ImageSource = Union[str, Path, bytes]
+
+MAX_BYTES = 50 * 1024 * 1024  # larger files are refused before decoding
+MAX_PIXELS = 64_000_000  # ~8000x8000; bounds decode time and memory (decompression bombs)
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+
+
+def _read_bytes(source: ImageSource, name: str, max_bytes: int) -> bytes:
+    """Return the raw bytes of a path or bytes source, refusing empty or oversized files."""
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{name}: file not found.")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageError(f"{name}: file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit.")
+        data = path.read_bytes()
+    if not data:
+        raise ImageError(f"{name}: file is empty (0 bytes).")
+    if len(data) > max_bytes:
+        raise ImageError(f"{name}: file is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit.")
+    return data
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # Pillow's own conversion clips 16-bit values; scale the real range to 0..255 instead.
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    has_alpha = img.mode in ("RGBA", "LA", "RGBa", "La", "PA") or (img.mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def load_image(source: ImageSource, name: str | None = None, max_bytes: int = MAX_BYTES) -> Image.Image:
+    """Decode a path or bytes into an upright RGB image, or raise ImageError naming the file."""
+    name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "upload")
+    data = _read_bytes(source, name, max_bytes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            width, height = img.size
+            if width < 1 or height < 1:
+                raise ImageError(f"{name}: image has no pixels.")
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"{name}: image is {width}x{height} pixels, over the {MAX_PIXELS // 1_000_000} megapixel limit."
+                )
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)  # animated GIF/WebP/TIFF: first frame
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a supported image (expected JPEG, PNG, WebP, BMP, GIF or TIFF).") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(f"{name}: image declares too many pixels (possible decompression bomb).") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+        raise ImageError(f"{name}: image is truncated or corrupt ({_short(exc)}).") from None
+    except (MemoryError, OverflowError):
+        raise ImageError(f"{name}: image is too large to decode.") from None
+
+
+def _short(exc: BaseException) -> str:
+    """A short, single-line description of a decoder exception."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]
+
+
+def resize_shorter(img: Image.Image, side: int) -> Image.Image:
+    """Downscale so the shorter side equals `side` (never upscale), keeping the aspect ratio."""
+    width, height = img.size
+    short = min(width, height)
+    if short <= side:
+        return img
+    scale = side / short
+    return img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
+
+
+def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> uint8 tensor of shape (3, H, W)."""
+    arr = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """uint8 or [0,1] float tensor (3, H, W) -> RGB PIL image."""
+    if tensor.dtype != torch.uint8:
+        tensor = (tensor.clamp(0, 1) * 255).round().to(torch.uint8)
+    return Image.fromarray(tensor.permute(1, 2, 0).cpu().numpy())

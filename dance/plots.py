@@ -1,0 +1,102 @@
+"""Plotly figure builders (history, probabilities, confusion matrix, ...); they return figures and draw nothing."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+
+def history_figure(history: Sequence[dict]) -> go.Figure:
+    """The article's two graphs side by side: train-vs-validation loss and accuracy per epoch."""
+    frame = pd.DataFrame(list(history))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
+    if frame.empty:
+        return fig
+    for col, (metric, title) in enumerate((("loss", "Loss"), ("acc", "Accuracy")), start=1):
+        for split, dash in (("train", "solid"), ("val", "dash")):
+            key = f"{split}_{metric}"
+            if key in frame:
+                fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[key], mode="lines+markers", name=f"{split} {metric}",
+                                         line={"dash": dash}), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=360, margin={"t": 40, "b": 40, "l": 40, "r": 20}, legend={"orientation": "h"})
+    return fig
+
+
+def probability_figure(probs: dict[str, float], highlight: str | None = None) -> go.Figure:
+    """Horizontal bar chart of class probabilities, most likely on top."""
+    ranked = sorted(probs.items(), key=lambda kv: kv[1])
+    colors = ["#d6336c" if name == highlight else "#adb5bd" for name, _ in ranked]
+    fig = go.Figure(go.Bar(x=[p for _, p in ranked], y=[n for n, _ in ranked], orientation="h", marker_color=colors,
+                           text=[f"{p:.1%}" for _, p in ranked], textposition="auto"))
+    fig.update_layout(height=40 + 28 * len(ranked), margin={"t": 10, "b": 10, "l": 10, "r": 10},
+                      xaxis={"range": [0, 1], "tickformat": ".0%"})
+    return fig
+
+
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str], normalized: bool = False) -> go.Figure:
+    """Confusion matrix drawn as square scatter markers (selectable, unlike a heatmap).
+
+    Each marker carries customdata [true class, predicted class, count] so a click names its cell.
+    """
+    n = len(classes)
+    counts = np.asarray(matrix)
+    xs, ys, colors, labels, custom = [], [], [], [], []
+    for i in range(n):
+        for j in range(n):
+            xs.append(classes[j])
+            ys.append(classes[i])
+            value = float(counts[i, j])
+            colors.append(value)
+            labels.append(f"{value:.0%}" if normalized else f"{int(value)}")
+            custom.append([classes[i], classes[j], value])
+    top = max(colors) if colors and max(colors) > 0 else 1
+    fig = go.Figure(go.Scatter(
+        x=xs, y=ys, mode="markers+text", text=labels, customdata=custom,
+        marker={"symbol": "square", "size": max(18, 420 // max(n, 1)), "color": colors, "colorscale": "Blues",
+                "cmin": 0, "cmax": top, "showscale": True, "line": {"width": 1, "color": "white"}},
+        textfont={"color": ["white" if c > top * 0.55 else "#222" for c in colors]},
+        hovertemplate="true %{customdata[0]}<br>predicted %{customdata[1]}<br>%{text}<extra></extra>",
+    ))
+    fig.update_layout(
+        height=120 + 52 * n, margin={"t": 20, "b": 20, "l": 20, "r": 20}, clickmode="event+select", dragmode=False,
+        xaxis={"title": "predicted", "categoryorder": "array", "categoryarray": list(classes), "side": "top"},
+        yaxis={"title": "true", "categoryorder": "array", "categoryarray": list(classes)[::-1]},
+    )
+    return fig
+
+
+def class_distribution_figure(counts: pd.Series) -> go.Figure:
+    """Bar chart of images per class."""
+    fig = go.Figure(go.Bar(x=list(counts.index), y=list(counts.values), marker_color="#d6336c"))
+    fig.update_layout(height=320, margin={"t": 20, "b": 40, "l": 40, "r": 20}, yaxis_title="images")
+    return fig
+
+
+def reliability_figure(bins: pd.DataFrame, title: str = "") -> go.Figure:
+    """Reliability diagram: accuracy vs confidence per bin, against the diagonal."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dot", "color": "gray"}))
+    for name, part in bins.groupby("series", sort=False):
+        fig.add_trace(go.Scatter(x=part["confidence"], y=part["accuracy"], mode="lines+markers", name=str(name)))
+    fig.update_layout(height=360, title=title, xaxis_title="confidence", yaxis_title="accuracy",
+                      margin={"t": 40, "b": 40, "l": 40, "r": 20})
+    return fig
+
+
+def coverage_figure(curve: pd.DataFrame, threshold: float | None = None) -> go.Figure:
+    """Accuracy on answered images vs the share answered, as the 'not sure' threshold varies."""
+    fig = go.Figure(go.Scatter(x=curve["coverage"], y=curve["accuracy"], mode="lines", customdata=curve["threshold"],
+                               hovertemplate="threshold %{customdata:.2f}<br>coverage %{x:.0%}<br>accuracy %{y:.1%}"))
+    if threshold is not None and not curve.empty:
+        row = curve.iloc[(curve["threshold"] - threshold).abs().argmin()]
+        fig.add_trace(go.Scatter(x=[row["coverage"]], y=[row["accuracy"]], mode="markers", marker={"size": 12},
+                                 name=f"threshold {threshold:.2f}"))
+    fig.update_layout(height=340, xaxis_title="coverage (share answered)", yaxis_title="accuracy of answers",
+                      xaxis={"tickformat": ".0%"}, yaxis={"tickformat": ".0%"}, showlegend=False,
+                      margin={"t": 20, "b": 40, "l": 40, "r": 20})
+    return fig

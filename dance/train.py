@@ -1,0 +1,227 @@
+"""Training runs end to end: data -> cached tensors -> split -> fit -> hold-out evaluation -> checkpoint.
+
+`train()` is the one function the CLI, the app's Train page and `torchrun` all call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch.utils.data import DataLoader
+
+from dance import checkpoint
+from dance.config import TrainConfig
+from dance.data import (ImageCache, LabelledSet, TensorImageDataset, find_data_dir, holdout_split, load_labelled,
+                        source_groups)
+from dance.engine import Callback, FitState, fit, make_optimizer, pick_device, predict_logits, softmax_np
+from dance.errors import CheckpointError, DataError
+from dance.fileio import atomic_write_bytes, atomic_write_json
+from dance.interpret import Predictions
+from dance.models import ModelSpec, get_spec
+from dance.transforms import build_eval_transform, build_train_transform
+
+CACHE_MARGIN = 1.15  # cached images keep a little more than the input size, for random crops
+
+
+@dataclass
+class PreparedData:
+    """A validated labelled set, decoded once, with its source-image groups."""
+
+    dataset: LabelledSet
+    tensors: list[torch.Tensor]
+    groups: np.ndarray
+    data_dir: Path
+
+    def fingerprint(self) -> str:
+        """SHA-1 over (name, label) pairs: identifies the training data in a sidecar."""
+        digest = hashlib.sha1()
+        for name, label in zip(self.dataset.names, self.dataset.labels):
+            digest.update(f"{name}\t{self.dataset.classes[label]}\n".encode())
+        return digest.hexdigest()
+
+
+def input_size(cfg: TrainConfig) -> int:
+    """The configured input size, or the model's own."""
+    return cfg.image_size or get_spec(cfg.model).input_size
+
+
+def prepare_data(
+    cfg: TrainConfig, data_dir: str | os.PathLike | None = None, cache: ImageCache | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PreparedData:
+    """Locate, validate and decode the labelled set (every bad row or image reported before training)."""
+    folder = find_data_dir(data_dir)
+    dataset = load_labelled(folder, limit=cfg.limit)
+    cache = cache or ImageCache(side=math.ceil(input_size(cfg) * CACHE_MARGIN))
+    tensors = cache.load_all(dataset.paths, progress)
+    return PreparedData(dataset, tensors, source_groups(tensors), folder)
+
+
+def make_loader(
+    tensors: Sequence[torch.Tensor], labels: np.ndarray, index: Sequence[int], transform, batch_size: int,
+    shuffle: bool, seed: int = 0,
+) -> DataLoader:
+    """A DataLoader over cached tensors at `index` (in-process: decoding is already done)."""
+    dataset = TensorImageDataset([tensors[i] for i in index], labels[list(index)], transform)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0,
+                      drop_last=shuffle and len(dataset) > batch_size)
+
+
+def build_state(cfg: TrainConfig, num_classes: int, steps_per_epoch: int, size: int) -> FitState:
+    """A fresh model (from ImageNet weights where the architecture has them), optimizer and schedule."""
+    torch.manual_seed(cfg.seed)
+    model = get_spec(cfg.model).create(num_classes, size)
+    optimizer, scheduler = make_optimizer(cfg, model, steps_per_epoch)
+    return FitState(model, optimizer, scheduler)
+
+
+def sidecar_meta(cfg: TrainConfig, spec: ModelSpec, size: int, prepared: PreparedData, **extra) -> dict:
+    """The descriptive part of a checkpoint sidecar."""
+    return {
+        "arch": spec.name, "classes": prepared.dataset.classes, "image_size": size,
+        "mean": list(spec.mean), "std": list(spec.std), "config": cfg.to_dict(),
+        "data": {"fingerprint": prepared.fingerprint(), "images": len(prepared.dataset),
+                 "folder": prepared.data_dir.name},
+        **extra,
+    }
+
+
+class _StateSaver:
+    """Writes the resumable training state after every completed epoch (atomically)."""
+
+    def __init__(self, stem: Path, state: FitState):
+        self.stem, self.state = stem, state
+
+    def on_batch_end(self, *args) -> None:
+        """Nothing per batch."""
+
+    def on_epoch_end(self, record: dict) -> bool:
+        """Persist model + optimizer + history so `--resume` continues from here."""
+        save_training_state(self.stem, self.state)
+        return True
+
+
+def state_paths(stem: Path) -> tuple[Path, Path]:
+    """Files holding the resumable state of a run writing to `stem`."""
+    return stem.with_name(stem.name + ".state.safetensors"), stem.with_name(stem.name + ".state.json")
+
+
+def save_training_state(stem: Path, state: FitState) -> None:
+    """Model, optimizer tensors and run scalars as safetensors + JSON (no pickle)."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
+    optim = state.optimizer.state_dict()
+    for idx, slots in optim["state"].items():
+        for key, value in slots.items():
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    weights_file, json_file = state_paths(stem)
+    atomic_write_bytes(weights_file, save_safetensors_bytes(tensors))
+    atomic_write_json(json_file, {
+        "epoch": state.epoch, "history": state.history, "param_groups": optim["param_groups"],
+        "best_loss": state.best_loss if math.isfinite(state.best_loss) else None, "stale_epochs": state.stale_epochs,
+    })
+
+
+def load_training_state(stem: Path, state: FitState, steps_per_epoch: int) -> None:
+    """Restore a state written by `save_training_state` into a freshly built `state`."""
+    weights_file, json_file = state_paths(stem)
+    try:
+        tensors = load_safetensors_bytes(weights_file.read_bytes())
+        scalars = json.loads(json_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights_file}: cannot resume from this training state ({exc}).") from None
+    state.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    slots: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            slots.setdefault(int(idx), {})[name] = value
+    state.optimizer.load_state_dict({"state": slots, "param_groups": scalars["param_groups"]})
+    state.epoch = int(scalars["epoch"])
+    state.history = list(scalars["history"])
+    state.best_loss = scalars["best_loss"] if scalars["best_loss"] is not None else math.inf
+    state.stale_epochs = int(scalars["stale_epochs"])
+    state.scheduler.last_epoch = state.epoch * steps_per_epoch  # schedules are functions of the step count
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the checkpoint stem, its history and its hold-out predictions (if any)."""
+
+    checkpoint: Path
+    history: list[dict]
+    holdout: Predictions | None
+    stopped: bool = False
+
+
+def default_output(cfg: TrainConfig) -> Path:
+    """weights/<model>-<timestamp>: a new name, so no run overwrites another."""
+    from datetime import datetime
+
+    return checkpoint.WEIGHTS_DIR / f"{cfg.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def train(
+    cfg: TrainConfig,
+    data_dir: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None,
+    callbacks: list[Callback] = (),
+    stop: threading.Event | None = None,
+    resume: bool = False,
+    overwrite_default: bool = False,
+    prepared: PreparedData | None = None,
+) -> TrainResult:
+    """Train `cfg` on the labelled set, evaluate the hold-out and save a checkpoint; returns what was made."""
+    stem = checkpoint.stem_of(output) if output else default_output(cfg)
+    if checkpoint.is_default(stem) and not overwrite_default:
+        raise CheckpointError("Refusing to overwrite weights/default without an explicit confirmation.")
+    spec, size, device = get_spec(cfg.model), input_size(cfg), pick_device(cfg.device)
+    prepared = prepared or prepare_data(cfg, data_dir)
+    labels = prepared.dataset.labels
+    if cfg.val_fraction > 0:
+        train_idx, val_idx = holdout_split(labels, prepared.groups, cfg.val_fraction, cfg.seed)
+    else:
+        train_idx, val_idx = np.arange(len(labels)), np.array([], dtype=np.int64)
+    train_tf = build_train_transform(cfg.augment, size, spec.mean, spec.std)
+    eval_tf = build_eval_transform(size, spec.mean, spec.std)
+    train_loader = make_loader(prepared.tensors, labels, train_idx, train_tf, cfg.batch_size, True, cfg.seed)
+    val_loader = make_loader(prepared.tensors, labels, val_idx, eval_tf, 64, False) if len(val_idx) else None
+    state = build_state(cfg, len(prepared.dataset.classes), len(train_loader), size)
+    if resume:
+        if not state_paths(stem)[0].is_file():
+            raise CheckpointError(f"Nothing to resume: no training state for {stem}.")
+        load_training_state(stem, state, len(train_loader))
+    fit(cfg, state, train_loader, val_loader, device, [_StateSaver(stem, state), *callbacks], stop)
+    stopped = bool(stop is not None and stop.is_set())
+    holdout = None
+    extra: dict = {"history": state.history, "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed,
+                                                       "val_images": [prepared.dataset.names[i] for i in val_idx]}}
+    if val_loader is not None:
+        logits, targets = predict_logits(state.model, val_loader, device)
+        holdout = Predictions(softmax_np(logits), targets.numpy(), [str(prepared.dataset.paths[i]) for i in val_idx],
+                              prepared.dataset.classes)
+        extra["metrics"] = {"holdout": holdout.metrics()}
+    state.model.cpu()
+    checkpoint.save(stem, state.model, sidecar_meta(cfg, spec, size, prepared, **extra))
+    for path in state_paths(stem):
+        path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
+    return TrainResult(stem, state.history, holdout, stopped)
+
+
+def check_data(data_dir: str | os.PathLike | None = None) -> PreparedData:
+    """Validate a data set fully (rows and image decoding) without training; raises DataError."""
+    return prepare_data(TrainConfig(model="seed-cnn"), data_dir)
+
+
+__all__ = ["train", "prepare_data", "PreparedData", "TrainResult", "check_data", "DataError"]
