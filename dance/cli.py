@@ -15,8 +15,9 @@ from dance.errors import DanceError
 class _ConsoleProgress:
     """tqdm bar per epoch and a one-line summary after each."""
 
-    def __init__(self):
+    def __init__(self, quiet: bool = False):
         self.bar = None
+        self.quiet = quiet  # CV prints one line per fold instead of per epoch
 
     def on_batch_end(self, epoch: int, batch: int, batches: int, loss: float) -> None:
         """Advance the epoch's progress bar."""
@@ -32,6 +33,8 @@ class _ConsoleProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.quiet:
+            return True
         parts = [f"epoch {record['epoch']:>3}"]
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             if key in record:
@@ -157,6 +160,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cv(args: argparse.Namespace) -> int:
+    """Stratified, grouped k-fold cross-validation with out-of-fold probabilities and a report."""
+    from tqdm import tqdm
+
+    from dance.cv import cross_validate
+
+    cfg = config_from_args(args)
+    bars = []
+
+    def on_fold(done, total, fold):
+        if not bars:
+            bars.append(tqdm(total=total, initial=0, desc="folds", file=sys.stderr))
+        bars[0].update(1)
+        print(f"fold {fold['fold']} (repeat {fold['repeat']}): accuracy {fold['accuracy']:.4f}  "
+              f"macro-F1 {fold['macro_f1']:.4f}  {fold['train_seconds']}s", flush=True)
+
+    result = cross_validate(cfg, args.data, k=args.folds, repeats=args.repeats, name=args.name, tta=args.tta,
+                            callbacks=[_ConsoleProgress(quiet=True)], fold_progress=on_fold)
+    for bar in bars:
+        bar.close()
+    s = result.summary
+    print(f"{s['k']}-fold CV of {s['model']} at {s['image_size']} px: macro-F1 {s['macro_f1']['mean']:.4f} ± "
+          f"{s['macro_f1']['std']:.4f}  accuracy {s['accuracy']['mean']:.4f} ± {s['accuracy']['std']:.4f}")
+    print(f"wrote {result.out_dir}/report.md, report.json and oof.csv")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a data set's CSV rows and decode every image, without training."""
     from dance.train import check_data
@@ -205,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="submission.csv")
     p.add_argument("--tta", action="store_true")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("cv", help="k-fold cross-validation, split by source image")
+    data_option(p)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--name", help="run name under runs/cv/ (default <model>-<size>-<time>)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation on held-out folds")
+    _add_train_options(p)
+    p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("check", help="validate a data set (rows and images) without training")
     data_option(p)

@@ -1,0 +1,189 @@
+"""Honest cross-validation: stratified k-fold grouped by source image, out-of-fold probabilities, reports.
+
+Each run writes `runs/cv/<name>/oof.csv` (one row per training image: its fold, label and
+out-of-fold probabilities), `report.json` and `report.md` (per-fold and mean ± std metrics).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import f1_score
+
+from dance.config import TrainConfig
+from dance.data import kfold_splits
+from dance.engine import Callback, fit, pick_device, predict_logits, softmax_np
+from dance.errors import DataError
+from dance.fileio import atomic_write_json, atomic_write_text
+from dance.interpret import Predictions
+from dance.models import get_spec
+from dance.train import PreparedData, build_state, input_size, make_loader, prepare_data
+from dance.transforms import build_eval_transform, build_train_transform
+
+CV_ROOT = Path(__file__).resolve().parents[1] / "runs" / "cv"
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold predictions, per-fold metrics and where the report was written."""
+
+    oof: Predictions
+    folds: list[dict]
+    summary: dict
+    out_dir: Path | None
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable name of the device a run used."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _mean_std(values: Sequence[float]) -> dict:
+    """Mean and sample standard deviation."""
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
+
+
+def cross_validate(
+    cfg: TrainConfig,
+    data_dir: str | os.PathLike | None = None,
+    k: int = 5,
+    repeats: int = 1,
+    name: str | None = None,
+    tta: bool = False,
+    out_root: Path = CV_ROOT,
+    callbacks: list[Callback] = (),
+    prepared: PreparedData | None = None,
+    fold_progress=None,
+) -> CVResult:
+    """Train one model per fold (k folds x repeats) and collect out-of-fold probabilities for every image.
+
+    With repeats > 1 each image gets one held-out prediction per repeat; the saved probabilities are their mean.
+    """
+    spec, size, device = get_spec(cfg.model), input_size(cfg), pick_device(cfg.device)
+    prepared = prepared or prepare_data(cfg, data_dir)
+    ds = prepared.dataset
+    splits = kfold_splits(ds.labels, prepared.groups, k=k, seed=cfg.seed, repeats=repeats)
+    train_tf = build_train_transform(cfg.augment, size, spec.mean, spec.std)
+    eval_tf = build_eval_transform(size, spec.mean, spec.std)
+    prob_sum = np.zeros((len(ds), len(ds.classes)))
+    seen = np.zeros(len(ds), dtype=int)
+    fold_of = np.full(len(ds), -1)
+    folds = []
+    for number, (train_idx, val_idx) in enumerate(splits):
+        if set(prepared.groups[train_idx]) & set(prepared.groups[val_idx]):
+            raise DataError("internal error: a source image sits on both sides of a fold")
+        started = time.perf_counter()
+        fold_cfg = TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + number})
+        train_loader = make_loader(prepared.tensors, ds.labels, train_idx, train_tf, cfg.batch_size, True,
+                                   fold_cfg.seed)
+        val_loader = make_loader(prepared.tensors, ds.labels, val_idx, eval_tf, 64, False)
+        state = build_state(fold_cfg, len(ds.classes), len(train_loader), size)
+        fit(fold_cfg, state, train_loader, None, device, list(callbacks))
+        logits, targets = predict_logits(state.model, val_loader, device, tta=tta)
+        probs = softmax_np(logits)
+        prob_sum[val_idx] += probs
+        seen[val_idx] += 1
+        fold_of[val_idx] = number % k
+        preds = probs.argmax(1)
+        labels = list(range(len(ds.classes)))
+        folds.append({
+            "repeat": number // k, "fold": number % k, "images": int(len(val_idx)),
+            "accuracy": float((preds == targets.numpy()).mean()),
+            "macro_f1": float(f1_score(targets, preds, labels=labels, average="macro", zero_division=0)),
+            "weighted_f1": float(f1_score(targets, preds, labels=labels, average="weighted", zero_division=0)),
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "final_train_loss": state.history[-1]["train_loss"] if state.history else math.nan,
+        })
+        if fold_progress:
+            fold_progress(number + 1, len(splits), folds[-1])
+    oof = Predictions(prob_sum / np.maximum(seen, 1)[:, None], ds.labels, [str(p) for p in ds.paths], ds.classes)
+    per_class = oof.report()["f1"].round(4).to_dict()
+    summary = {
+        "name": name, "model": cfg.model, "image_size": size, "k": k, "repeats": repeats, "tta": tta,
+        "images": len(ds), "device": device_name(device),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": cfg.to_dict(),
+        **{metric: _mean_std([f[metric] for f in folds]) for metric in ("accuracy", "macro_f1", "weighted_f1")},
+        "oof": oof.metrics(), "per_class_f1": per_class,
+        "train_seconds_total": round(sum(f["train_seconds"] for f in folds), 1),
+        "folds": folds,
+    }
+    out_dir = None
+    if out_root is not None:
+        name = name or f"{cfg.model}-{size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        summary["name"] = name
+        out_dir = out_root / name
+        save_oof(out_dir / "oof.csv", oof, fold_of)
+        atomic_write_json(out_dir / "report.json", summary)
+        atomic_write_text(out_dir / "report.md", report_markdown(summary))
+    return CVResult(oof, folds, summary, out_dir)
+
+
+def save_oof(path: Path, oof: Predictions, fold_of: np.ndarray) -> None:
+    """Write out-of-fold probabilities as CSV: image, path, target, fold, one column per class."""
+    frame = pd.DataFrame({"image": [Path(p).name for p in oof.paths], "path": oof.paths,
+                          "target": [oof.classes[t] for t in oof.targets], "fold": fold_of})
+    for i, c in enumerate(oof.classes):
+        frame[f"prob_{c}"] = oof.probs[:, i]
+    atomic_write_text(path, frame.to_csv(index=False))
+
+
+def load_oof(path: str | os.PathLike) -> Predictions:
+    """Read an oof.csv back into Predictions; raises DataError for a malformed file."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"image": str, "path": str, "target": str})
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read out-of-fold predictions ({exc}).") from None
+    classes = [c[5:] for c in frame.columns if c.startswith("prob_")]
+    if not classes or not {"path", "target"} <= set(frame.columns):
+        raise DataError(f"{path}: not an out-of-fold predictions file (needs path, target and prob_* columns).")
+    unknown = set(frame["target"]) - set(classes)
+    if unknown:
+        raise DataError(f"{path}: targets {sorted(unknown)} have no probability column.")
+    lookup = {c: i for i, c in enumerate(classes)}
+    probs = frame[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
+    return Predictions(probs, frame["target"].map(lookup).to_numpy(), frame["path"].tolist(), classes)
+
+
+def list_oof_runs(root: Path = CV_ROOT) -> list[Path]:
+    """oof.csv files of every saved CV run, newest first."""
+    if not root.is_dir():
+        return []
+    return sorted(root.glob("*/oof.csv"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def report_markdown(summary: dict) -> str:
+    """The CV report as Markdown: settings, mean ± std, per fold, per class."""
+    def pm(key):
+        return f"{summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}"
+
+    lines = [
+        f"# Cross-validation: {summary['name']}", "",
+        f"- model `{summary['model']}` at {summary['image_size']} px; {summary['k']}-fold x {summary['repeats']} "
+        f"repeat(s), stratified and grouped by source image; TTA: {summary['tta']}",
+        f"- {summary['images']} images; device: {summary['device']}; total train time "
+        f"{summary['train_seconds_total']} s; {summary['created']}", "",
+        "| metric | mean ± std over folds |", "|---|---|",
+        f"| accuracy | {pm('accuracy')} |", f"| macro-F1 | {pm('macro_f1')} |", f"| weighted-F1 | {pm('weighted_f1')} |",
+        "", "| repeat | fold | images | accuracy | macro-F1 | weighted-F1 | train s |", "|---|---|---|---|---|---|---|",
+    ]
+    for f in summary["folds"]:
+        lines.append(f"| {f['repeat']} | {f['fold']} | {f['images']} | {f['accuracy']:.4f} | {f['macro_f1']:.4f} | "
+                     f"{f['weighted_f1']:.4f} | {f['train_seconds']} |")
+    lines += ["", "| class | out-of-fold F1 |", "|---|---|"]
+    lines += [f"| {c} | {v:.4f} |" for c, v in summary["per_class_f1"].items()]
+    return "\n".join(lines) + "\n"
