@@ -1,0 +1,101 @@
+"""Temperature scaling, ECE, reliability bins, coverage curve and the "not sure" threshold on synthetic predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from dance import calibrate as cal
+from dance.interpret import Predictions
+
+
+def synthetic(true_temperature: float, n: int = 3000, classes: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities softmax(z / T_true) for logits z under which labels are drawn exactly from softmax(z)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2.0, size=(n, classes))
+    logits[np.arange(n), rng.integers(0, classes, n)] += 2.0
+    true_p = softmax(logits, axis=1)
+    targets = np.array([rng.choice(classes, p=p) for p in true_p])
+    return softmax(logits / true_temperature, axis=1), targets
+
+
+def test_over_confident_gets_temperature_above_one_and_lower_ece():
+    probs, targets = synthetic(true_temperature=0.4)  # logits scaled up 2.5x: over-confident
+    t = cal.fit_temperature(probs, targets)
+    assert 2.1 < t < 2.9
+    fixed = cal.apply_temperature(probs, t)
+    assert cal.ece(probs, targets) > 0.1
+    assert cal.ece(fixed, targets) < 0.03
+    assert cal.nll(fixed, targets) < cal.nll(probs, targets)
+
+
+def test_under_confident_gets_temperature_below_one():
+    probs, targets = synthetic(true_temperature=2.0, seed=1)
+    t = cal.fit_temperature(probs, targets)
+    assert 0.4 < t < 0.6
+    assert cal.ece(cal.apply_temperature(probs, t), targets) < cal.ece(probs, targets) / 2
+
+
+def test_calibrated_data_keeps_temperature_near_one():
+    probs, targets = synthetic(true_temperature=1.0, seed=2)
+    assert abs(cal.fit_temperature(probs, targets) - 1.0) < 0.1
+
+
+def test_apply_temperature_keeps_ranking_and_sums_to_one():
+    probs, _ = synthetic(0.5, n=50)
+    hot = cal.apply_temperature(probs, 3.0)
+    np.testing.assert_allclose(hot.sum(1), 1.0)
+    assert (hot.argmax(1) == probs.argmax(1)).all()
+    assert (hot.max(1) < probs.max(1)).all()
+    np.testing.assert_allclose(cal.apply_temperature(probs, 1.0), probs, atol=1e-9)
+
+
+def test_ece_by_hand():
+    # Two images at confidence 0.9 (one right): |0.5 - 0.9| = 0.4; two at 0.6 (both right): |1 - 0.6| = 0.4.
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    targets = np.array([0, 1, 1, 1])
+    assert cal.ece(probs, targets, bins=10) == pytest.approx(0.4)
+    table = cal.reliability_bins(probs, targets, bins=10, series="x")
+    assert list(table.columns) == ["series", "confidence", "accuracy", "count"]
+    np.testing.assert_allclose(table[["confidence", "accuracy", "count"]].to_numpy(float), [[0.6, 1.0, 2], [0.9, 0.5, 2]])
+    assert set(table["series"]) == {"x"}
+
+
+def test_coverage_curve_by_hand():
+    probs = np.array([[0.95, 0.05], [0.8, 0.2], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55]])
+    targets = np.array([0, 0, 1, 1, 0])
+    curve = cal.coverage_curve(probs, targets)
+    assert list(curve.columns) == ["threshold", "coverage", "accuracy"]
+    np.testing.assert_allclose(curve.to_numpy(float), [
+        [0.0, 1.0, 3 / 5], [0.55, 1.0, 3 / 5], [0.7, 4 / 5, 3 / 4], [0.8, 3 / 5, 2 / 3], [0.95, 1 / 5, 1.0]])
+
+
+def test_threshold_is_lowest_reaching_target():
+    probs = np.array([[0.95, 0.05], [0.8, 0.2], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55]])
+    targets = np.array([0, 0, 1, 1, 0])
+    assert cal.choose_threshold(probs, targets, target_accuracy=0.7, min_answered=1) == pytest.approx(0.7)
+    assert cal.choose_threshold(probs, targets, target_accuracy=0.5, min_answered=1) == 0.0
+    # Unreachable target: the best accuracy among thresholds answering >= 3 (0.7 answers 4 at 3/4).
+    assert cal.choose_threshold(probs, targets, target_accuracy=0.99, min_answered=3) == pytest.approx(0.7)
+
+
+def test_calibrate_stores_temperature_and_threshold_in_sidecar(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from dance import checkpoint
+    from dance.predict import Predictor
+
+    stem = tmp_path / "copy"
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_checkpoint.with_suffix(suffix), stem.with_suffix(suffix))
+    probs, targets = synthetic(true_temperature=0.4, classes=3, n=600, seed=3)
+    result = cal.calibrate(Predictions(probs, targets, [f"{i}.jpg" for i in range(600)], ["a", "b", "c"]),
+                           source="synthetic", target_accuracy=0.9)
+    assert result.temperature > 1.5 and result.ece_after < result.ece_before
+    assert result.answered_accuracy >= 0.9 and 0 < result.coverage < 1
+    cal.save_calibration(stem, result)
+    predictor = Predictor(checkpoint.load(stem))
+    assert predictor.temperature == pytest.approx(result.temperature)
+    assert predictor.threshold == pytest.approx(result.unsure_threshold)
+    assert predictor.ckpt.meta["calibration"]["source"] == "synthetic"
