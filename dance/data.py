@@ -1,7 +1,24 @@
-"""Data sets on disk: locating them, validating CSV rows, decoded-once image caches, grouped stratified splits."""
+"""Data sets on disk: locating them, validating CSV rows, decoded-once image caches, grouped stratified splits.
+
+Labels CSVs are untrusted. Harmless variations are normalised silently:
+  - a UTF-8 byte-order mark, CRLF or CR line ends, and blank lines are ignored;
+  - whitespace around column names, image names and labels is stripped;
+  - column names are matched case-insensitively (`Image`/`filename`/`file`, `target`/`label`/`class`);
+  - labels are lower-cased (`Kathak` and `kathak` are one class);
+  - extra columns are ignored.
+Everything else is a problem, and every problem row is listed at once with its line number:
+  - a row with the wrong number of fields, an empty image name or an empty label;
+  - a control character (tab, newline inside quotes, ...) in a name or label;
+  - an absolute path, a drive letter, a `..` component or a symlink resolving outside the image folder;
+  - an image that does not exist, a label not among the known classes, a duplicate row
+    (two rows naming the same file, even spelled differently, e.g. `a.jpg` and `./a.jpg`).
+A file that is not UTF-8, contains NUL bytes, is empty, has no recognised header or is not
+parseable as CSV is refused as a whole with one message.
+"""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
@@ -78,20 +95,45 @@ class LabelTable:
             raise DataError(f"{self.source}: {len(self.problems)} invalid row(s):\n{shown}{more}")
 
 
-def _read_csv(csv_path: Path) -> pd.DataFrame:
-    """Read a CSV as strings; BOM and CRLF are accepted, non-UTF-8 is refused."""
-    if not csv_path.is_file():
-        raise DataError(f"{csv_path}: file not found.")
+def _read_csv(csv_path: Path) -> tuple[pd.DataFrame, list[int], list[RowProblem]]:
+    """Read a CSV as strings: (rows with lower-case column names, each row's line number, malformed rows)."""
     try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+        raw = csv_path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{csv_path}: file not found.") from None
+    except OSError as exc:
+        raise DataError(f"{csv_path}: cannot be read ({exc.strerror or exc}).") from None
+    try:
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{csv_path}: not UTF-8 text; save it as UTF-8.") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{csv_path}: file is empty.") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"{csv_path}: not a readable CSV ({str(exc).splitlines()[0]}).") from None
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    return frame
+    if "\x00" in text:
+        raise DataError(f"{csv_path}: contains NUL bytes; not a text CSV.")
+    if not text.strip():
+        raise DataError(f"{csv_path}: file is empty.")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    records, lines, problems = [], [], []
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # blank lines carry nothing
+            if header is None:
+                header = [cell.strip().lower().lstrip("\ufeff") for cell in row]
+                continue
+            line = reader.line_num  # physical line where the record ends (quoted fields may span lines)
+            if len(row) != len(header):
+                first = row[0].strip() if row else ""
+                count = f"{len(row)} field" + ("s" if len(row) != 1 else "")
+                problems.append(RowProblem(line, first, f"has {count}, expected {len(header)}"))
+                continue
+            records.append([cell.strip() for cell in row])
+            lines.append(line)
+    except csv.Error as exc:
+        raise DataError(f"{csv_path}: not a readable CSV (line {reader.line_num}: {exc}).") from None
+    if header is None:
+        raise DataError(f"{csv_path}: file is empty (no header row).")
+    return pd.DataFrame(records, columns=header, dtype=str), lines, problems
 
 
 def _pick_column(frame: pd.DataFrame, names: Sequence[str]) -> str | None:
@@ -99,24 +141,28 @@ def _pick_column(frame: pd.DataFrame, names: Sequence[str]) -> str | None:
     return next((n for n in names if n in frame.columns), None)
 
 
-def _check_name(name: str, image_dir: Path, root: Path) -> str | None:
-    """Reason why an image name is unsafe or missing, or None when it is a file inside the folder."""
+def _check_name(name: str, image_dir: Path, root: Path) -> tuple[str | None, Path | None]:
+    """(reason why an image name is unsafe or missing, None) or (None, resolved path inside the folder)."""
     if not name:
-        return "empty image name"
+        return "empty image name", None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "control character in image name", None
     if Path(name).is_absolute() or name.startswith(("/", "\\")) or ":" in name:
-        return "absolute path not allowed"
+        return "absolute path not allowed", None
     if ".." in Path(name.replace("\\", "/")).parts:
-        return "name escapes the image folder ('..')"
+        return "name escapes the image folder ('..')", None
     path = image_dir / name
     try:
         resolved = path.resolve()
-    except (OSError, RuntimeError):
-        return "path cannot be resolved"
-    if root not in resolved.parents:
-        return "name resolves outside the image folder (symlink?)"
-    if not resolved.is_file():
-        return "image file not found"
-    return None
+        if resolved == root:
+            return "not a file name", None
+        if root not in resolved.parents:
+            return "name resolves outside the image folder (symlink?)", None
+        if not resolved.is_file():
+            return "image file not found", None
+    except (OSError, RuntimeError, ValueError) as exc:
+        return f"path cannot be used ({getattr(exc, 'strerror', None) or type(exc).__name__})", None
+    return None, resolved
 
 
 def read_labels(
@@ -130,36 +176,40 @@ def read_labels(
     Harmless variations are normalised: BOM, CRLF, surrounding whitespace, column-name case, label case.
     """
     csv_path, image_dir = Path(csv_path), Path(image_dir)
-    frame = _read_csv(csv_path)
+    frame, lines, problems = _read_csv(csv_path)
     image_col = _pick_column(frame, IMAGE_COLUMNS)
     label_col = _pick_column(frame, LABEL_COLUMNS)
     if image_col is None or (labelled and label_col is None):
         want = "Image,target" if labelled else "Image"
         header = ",".join(frame.columns)
         hint = " (the file seems to have no header row)" if any("." in c for c in frame.columns) else ""
+        if not hint and len(frame.columns) == 1 and any(sep in header for sep in ";\t|"):
+            hint = " (columns must be separated by commas)"
         raise DataError(f"{csv_path}: expected columns {want}, found {header!r}{hint}.")
     if not image_dir.is_dir():
         raise DataError(f"{image_dir}: image folder not found.")
     root = image_dir.resolve()
     known = {c.lower() for c in classes} if classes else None
-    rows, problems, seen = [], [], {}
-    for offset, record in enumerate(frame.itertuples(index=False)):
-        line = offset + 2  # header is line 1
-        values = record._asdict()
-        name = str(values[image_col]).strip()
-        label = str(values[label_col]).strip().lower() if label_col else ""
-        reason = _check_name(name, image_dir, root)
+    rows, seen = [], {}
+    names = frame.iloc[:, list(frame.columns).index(image_col)].tolist()
+    labels = frame.iloc[:, list(frame.columns).index(label_col)].tolist() if label_col else [""] * len(names)
+    for line, name, label in zip(lines, names, labels):
+        label = label.lower()
+        reason, resolved = _check_name(name, image_dir, root)
         if reason is None and labelled and not label:
             reason = "empty label"
+        if reason is None and any(ord(ch) < 32 or ord(ch) == 127 for ch in label):
+            reason = "control character in label"
         if reason is None and known is not None and labelled and label not in known:
             reason = f"unknown label {label!r}"
-        if reason is None and name in seen:
-            reason = f"duplicate of line {seen[name]}"
+        if reason is None and resolved in seen:
+            reason = f"duplicate of line {seen[resolved]}"
         if reason:
             problems.append(RowProblem(line, name, reason))
             continue
-        seen[name] = line
+        seen[resolved] = line
         rows.append({"image": name, "label": label, "path": str(image_dir / name), "line": line})
+    problems.sort(key=lambda p: p.line)
     table = pd.DataFrame(rows, columns=["image", "label", "path", "line"])
     if not rows and not problems:
         raise DataError(f"{csv_path}: no rows.")

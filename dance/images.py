@@ -1,4 +1,11 @@
-"""Safe image decoding: every image the project reads (CLI, training, app) goes through `load_image`."""
+"""Safe image decoding: every image the project reads (CLI, training, app) goes through `load_image`.
+
+Every file is untrusted: the format is detected from the bytes (the extension is ignored), only
+raster formats Pillow decodes natively are opened, the pixel count is checked before decoding
+(decompression bombs), and any decoder failure becomes one `ImageError` naming the file.
+Animated images give their first frame, EXIF orientation is applied, 16-bit images are scaled
+to 8 bits, and transparency is composited on white.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +28,13 @@ MAX_PIXELS = 64_000_000  # ~8000x8000; bounds decode time and memory (decompress
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 
+# Set once at import rather than with warnings.catch_warnings() around each decode: catch_warnings
+# swaps process-global state and is not thread-safe (the app decodes from many threads at once).
+# Pillow's bomb warning is redundant (MAX_PIXELS below is stricter and raises ImageError), and its
+# "corrupt EXIF" style warnings would only clutter the CLI's output.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
 
 def _read_bytes(source: ImageSource, name: str, max_bytes: int) -> bytes:
     """Return the raw bytes of a path or bytes source, refusing empty or oversized files."""
@@ -28,12 +42,16 @@ def _read_bytes(source: ImageSource, name: str, max_bytes: int) -> bytes:
         data = bytes(source)
     else:
         path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{name}: file not found.")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageError(f"{name}: file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit.")
-        data = path.read_bytes()
+        try:
+            if not path.is_file():
+                raise ImageError(f"{name}: file not found.")
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ImageError(f"{name}: file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit.")
+            with path.open("rb") as handle:
+                data = handle.read(max_bytes + 1)  # a file growing after stat() is still bounded
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{name}: file cannot be read ({getattr(exc, 'strerror', None) or exc}).") from None
     if not data:
         raise ImageError(f"{name}: file is empty (0 bytes).")
     if len(data) > max_bytes:
@@ -62,21 +80,17 @@ def load_image(source: ImageSource, name: str | None = None, max_bytes: int = MA
     name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "upload")
     data = _read_bytes(source, name, max_bytes)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            width, height = img.size
-            if width < 1 or height < 1:
-                raise ImageError(f"{name}: image has no pixels.")
-            if width * height > MAX_PIXELS:
-                raise ImageError(
-                    f"{name}: image is {width}x{height} pixels, over the {MAX_PIXELS // 1_000_000} megapixel limit."
-                )
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)  # animated GIF/WebP/TIFF: first frame
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # animated files open on their first frame
+        width, height = img.size
+        if width < 1 or height < 1:
+            raise ImageError(f"{name}: image has no pixels.")
+        if width * height > MAX_PIXELS:
+            raise ImageError(
+                f"{name}: image is {width}x{height} pixels, over the {MAX_PIXELS // 1_000_000} megapixel limit."
+            )
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _to_rgb(img)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -87,6 +101,8 @@ def load_image(source: ImageSource, name: str | None = None, max_bytes: int = MA
         raise ImageError(f"{name}: image is truncated or corrupt ({_short(exc)}).") from None
     except (MemoryError, OverflowError):
         raise ImageError(f"{name}: image is too large to decode.") from None
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes reach C decoders; no failure may escape untyped
+        raise ImageError(f"{name}: image cannot be decoded ({type(exc).__name__}: {_short(exc)}).") from None
 
 
 def _short(exc: BaseException) -> str:
