@@ -8,6 +8,7 @@ rebuilds the model from the sidecar alone.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from dataclasses import dataclass
@@ -125,6 +126,8 @@ def read_sidecar(stem: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{sidecar}: not valid JSON ({exc}).") from None
+    except OSError as exc:
+        raise CheckpointError(f"{sidecar}: cannot be read ({exc.strerror or exc}).") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{sidecar}: expected a JSON object.")
     for key in ("arch", "classes", "image_size", "mean", "std"):
@@ -133,6 +136,8 @@ def read_sidecar(stem: str | os.PathLike) -> dict[str, Any]:
     classes = meta["classes"]
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
         raise CheckpointError(f"{sidecar}: 'classes' must be a list of at least 2 names.")
+    if len(set(classes)) != len(classes):
+        raise CheckpointError(f"{sidecar}: 'classes' lists a name twice.")
     if not isinstance(meta["image_size"], int) or not 32 <= meta["image_size"] <= 1024:
         raise CheckpointError(f"{sidecar}: 'image_size' must be an integer between 32 and 1024.")
     for key in ("mean", "std"):
@@ -141,8 +146,20 @@ def read_sidecar(stem: str | os.PathLike) -> dict[str, Any]:
             raise CheckpointError(f"{sidecar}: {key!r} must be a list of 3 numbers.")
     if any(v <= 0 for v in meta["std"]):
         raise CheckpointError(f"{sidecar}: 'std' values must be positive.")
+    calibration = meta.get("calibration", {})
+    temperature = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else None
+    if not _is_number(temperature) or not 0 < temperature < 1e3:
+        raise CheckpointError(f"{sidecar}: 'calibration' must hold a positive 'temperature'.")
+    threshold = meta.get("unsure_threshold", 0.0)
+    if not _is_number(threshold) or not 0 <= threshold <= 1:
+        raise CheckpointError(f"{sidecar}: 'unsure_threshold' must be a number between 0 and 1.")
     get_spec(str(meta["arch"]))  # unknown architecture -> CheckpointError
     return meta
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (JSON booleans excluded)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load(name_or_path: str | os.PathLike | None = None, weights_dir: Path = WEIGHTS_DIR) -> Checkpoint:
@@ -175,6 +192,8 @@ def load(name_or_path: str | os.PathLike | None = None, weights_dir: Path = WEIG
                 )
             raise CheckpointError(f"{weights}: tensor {key} has shape {tuple(tensor.shape)}, "
                                   f"expected {tuple(expected[key].shape)}.")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{weights}: tensor {key} contains NaN or infinite values (damaged weights).")
     model.load_state_dict(state)
     model.eval()
     return Checkpoint(stem, model, spec, meta)

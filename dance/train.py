@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch.utils.data import DataLoader
@@ -126,7 +127,8 @@ def save_training_state(stem: Path, state: FitState) -> None:
         for key, value in slots.items():
             tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     weights_file, json_file = state_paths(stem)
-    atomic_write_bytes(weights_file, save_safetensors_bytes(tensors))
+    # the epoch in both files lets a resume detect a kill between the two writes
+    atomic_write_bytes(weights_file, save_safetensors_bytes(tensors, metadata={"epoch": str(state.epoch)}))
     atomic_write_json(json_file, {
         "epoch": state.epoch, "history": state.history, "param_groups": optim["param_groups"],
         "best_loss": state.best_loss if math.isfinite(state.best_loss) else None, "stale_epochs": state.stale_epochs,
@@ -137,22 +139,35 @@ def load_training_state(stem: Path, state: FitState, steps_per_epoch: int) -> No
     """Restore a state written by `save_training_state` into a freshly built `state`."""
     weights_file, json_file = state_paths(stem)
     try:
-        tensors = load_safetensors_bytes(weights_file.read_bytes())
+        raw = weights_file.read_bytes()
+        tensors = load_safetensors_bytes(raw)
+        saved_epoch = _safetensors_metadata(raw).get("epoch")
         scalars = json.loads(json_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights_file}: cannot resume from this training state ({exc}).") from None
-    state.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    slots: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            slots.setdefault(int(idx), {})[name] = value
-    state.optimizer.load_state_dict({"state": slots, "param_groups": scalars["param_groups"]})
-    state.epoch = int(scalars["epoch"])
-    state.history = list(scalars["history"])
-    state.best_loss = scalars["best_loss"] if scalars["best_loss"] is not None else math.inf
-    state.stale_epochs = int(scalars["stale_epochs"])
+        if saved_epoch is not None and saved_epoch != str(scalars["epoch"]):
+            raise ValueError(f"weights are from epoch {saved_epoch}, {json_file.name} from epoch {scalars['epoch']}")
+        state.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        slots: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, idx, name = key.split(".", 2)
+                slots.setdefault(int(idx), {})[name] = value
+        state.optimizer.load_state_dict({"state": slots, "param_groups": scalars["param_groups"]})
+        state.epoch = int(scalars["epoch"])
+        state.history = list(scalars["history"])
+        state.best_loss = scalars["best_loss"] if scalars["best_loss"] is not None else math.inf
+        state.stale_epochs = int(scalars["stale_epochs"])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
+        # a damaged state, or one written with another --model / settings, must not become a traceback
+        raise CheckpointError(f"{weights_file}: cannot resume from this training state "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+                              "rerun without --resume or with the original settings.") from None
     state.scheduler.last_epoch = state.epoch * steps_per_epoch  # schedules are functions of the step count
+
+
+def _safetensors_metadata(raw: bytes) -> dict:
+    """The `__metadata__` of a safetensors byte string (its JSON header; already validated by the loader)."""
+    size = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + size]).get("__metadata__") or {}
 
 
 @dataclass
