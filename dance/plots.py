@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 
@@ -39,33 +40,46 @@ def probability_figure(probs: dict[str, float], highlight: str | None = None) ->
 
 
 def confusion_figure(matrix: np.ndarray, classes: Sequence[str], normalized: bool = False) -> go.Figure:
-    """Confusion matrix drawn as square scatter markers (selectable, unlike a heatmap).
+    """Confusion matrix: coloured cells drawn as shapes, with one selectable scatter marker per cell.
 
-    Each marker carries customdata [true class, predicted class, count] so a click names its cell.
+    Each marker carries customdata [true class, predicted class, count] so a click names its cell
+    (st.plotly_chart returns no selection for heatmaps). Cells are shapes in data coordinates, so they
+    tile exactly at any chart width, and selecting a marker does not fade the colours.
     """
     n = len(classes)
-    counts = np.asarray(matrix)
-    xs, ys, colors, labels, custom = [], [], [], [], []
+    counts = np.asarray(matrix, dtype=float)
+    top = float(counts.max()) if counts.size and counts.max() > 0 else 1.0
+    palette = sample_colorscale("Blues", [0.04 + 0.96 * v / top for v in counts.flatten()]) if counts.size else []
+    xs, ys, labels, custom, text_colors, shapes = [], [], [], [], [], []
     for i in range(n):
         for j in range(n):
+            value = float(counts[i, j])
             xs.append(classes[j])
             ys.append(classes[i])
-            value = float(counts[i, j])
-            colors.append(value)
             labels.append(f"{value:.0%}" if normalized else f"{int(value)}")
             custom.append([classes[i], classes[j], value])
-    top = max(colors) if colors and max(colors) > 0 else 1
+            text_colors.append("white" if value > top * 0.55 else "#222")
+            row = n - 1 - i  # true classes run top to bottom
+            shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": j - 0.5, "x1": j + 0.5,
+                           "y0": row - 0.5, "y1": row + 0.5, "fillcolor": palette[i * n + j],
+                           "line": {"width": 1, "color": "white"}, "layer": "below"})
+    for i in range(n):  # outline the diagonal last, so neighbouring cells do not cover it
+        shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": i - 0.5, "x1": i + 0.5, "y0": n - 1 - i - 0.5,
+                       "y1": n - 1 - i + 0.5, "line": {"width": 2, "color": "#d6336c"}, "layer": "below"})
     fig = go.Figure(go.Scatter(
         x=xs, y=ys, mode="markers+text", text=labels, customdata=custom,
-        marker={"symbol": "square", "size": max(18, 420 // max(n, 1)), "color": colors, "colorscale": "Blues",
-                "cmin": 0, "cmax": top, "showscale": True, "line": {"width": 1, "color": "white"}},
-        textfont={"color": ["white" if c > top * 0.55 else "#222" for c in colors]},
+        marker={"symbol": "square", "size": max(14, 300 // max(n, 1)), "color": "rgba(0,0,0,0)"},
+        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}, "textfont": {"color": None}},
+        textfont={"color": text_colors, "size": 13},
         hovertemplate="true %{customdata[0]}<br>predicted %{customdata[1]}<br>%{text}<extra></extra>",
     ))
     fig.update_layout(
-        height=120 + 52 * n, margin={"t": 20, "b": 20, "l": 20, "r": 20}, clickmode="event+select", dragmode=False,
-        xaxis={"title": "predicted", "categoryorder": "array", "categoryarray": list(classes), "side": "top"},
-        yaxis={"title": "true", "categoryorder": "array", "categoryarray": list(classes)[::-1]},
+        height=140 + 52 * n, margin={"t": 20, "b": 20, "l": 20, "r": 20}, clickmode="event+select", dragmode=False,
+        shapes=shapes, plot_bgcolor="rgba(0,0,0,0)", showlegend=False,
+        xaxis={"title": "predicted", "categoryorder": "array", "categoryarray": list(classes), "side": "top",
+               "showgrid": False, "zeroline": False, "tickangle": -35, "range": [-0.5, n - 0.5]},
+        yaxis={"title": "true", "categoryorder": "array", "categoryarray": list(classes)[::-1], "showgrid": False,
+               "zeroline": False, "scaleanchor": "x", "constrain": "domain", "range": [-0.5, n - 0.5]},
     )
     return fig
 
@@ -98,5 +112,19 @@ def coverage_figure(curve: pd.DataFrame, threshold: float | None = None) -> go.F
                                  name=f"threshold {threshold:.2f}"))
     fig.update_layout(height=340, xaxis_title="coverage (share answered)", yaxis_title="accuracy of answers",
                       xaxis={"tickformat": ".0%"}, yaxis={"tickformat": ".0%"}, showlegend=False,
+                      margin={"t": 20, "b": 40, "l": 40, "r": 20})
+    return fig
+
+
+def image_size_figure(sizes: pd.DataFrame) -> go.Figure:
+    """Width vs height of each image (columns image, width, height, label), one colour per class."""
+    fig = go.Figure()
+    for label, part in sizes.groupby("label", sort=True):
+        fig.add_trace(go.Scatter(x=part["width"], y=part["height"], mode="markers", name=str(label),
+                                 customdata=part["image"], marker={"size": 7, "opacity": 0.75},
+                                 hovertemplate="%{customdata}<br>%{x} x %{y} px<extra>%{fullData.name}</extra>"))
+    ticks = [50, 100, 200, 500, 1000, 2000, 5000, 10000]
+    fig.update_layout(height=360, xaxis={"title": "width (px)", "type": "log", "tickvals": ticks},
+                      yaxis={"title": "height (px)", "type": "log", "tickvals": ticks},
                       margin={"t": 20, "b": 40, "l": 40, "r": 20})
     return fig

@@ -1,0 +1,205 @@
+"""Predict page: drag-and-drop images, a webcam shot or sample images -> label, confidence and class probabilities."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dance.data import load_unlabelled
+from dance.errors import DanceError
+from dance.images import UPLOAD_TYPES
+from dance.plots import probability_figure
+from dance.predict import ImagePrediction, Predictor
+from dance.ui.common import (CheckpointRef, bytes_thumbnail, card_frame, checkpoint_picker, data_dir_or_error,
+                             data_uri, file_thumbnail, list_checkpoints, load_with_fallback, md_escape,
+                             page_errors)
+
+ACCEPTED = ("jpg", "jpeg", "png", "webp", "bmp")
+SAMPLE_COUNT = 4
+DETAILS_PER_PAGE = 8
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to classify: its display name and either its bytes or its path."""
+
+    name: str
+    data: bytes | None = None
+    path: str | None = None
+
+    def source(self):
+        """What Predictor.predict accepts: (name, bytes) or (name, path)."""
+        return (self.name, self.data if self.data is not None else self.path)
+
+    def thumb(self) -> bytes | None:
+        """Cached JPEG thumbnail (None when the image cannot be decoded)."""
+        return bytes_thumbnail(self.data, self.name) if self.data is not None else file_thumbnail(self.path)
+
+
+def headline(pred: ImagePrediction) -> str:
+    """The answer in words: the label with its confidence, or 'Not sure — top-2: X or Y'."""
+    if not pred.ok:
+        return "error"
+    if pred.unsure:
+        first, second = pred.ranked[0][0], pred.ranked[1][0]
+        return f"Not sure — top-2: {first} or {second}"
+    return f"{pred.label} ({pred.confidence:.1%})"
+
+
+def results_frame(items: list[Item], preds: list[ImagePrediction]) -> pd.DataFrame:
+    """One row per image: thumbnail data URI, name, label (or 'not sure'), confidence, or the error."""
+    rows = []
+    for item, pred in zip(items, preds):
+        rows.append({
+            "thumbnail": data_uri(item.thumb()) if pred.ok else None,
+            "image": item.name,
+            "label": (f"not sure ({pred.ranked[0][0]} or {pred.ranked[1][0]})" if pred.unsure else pred.label)
+            if pred.ok else None,
+            "confidence": pred.confidence,
+            "error": pred.error,
+        })
+    return pd.DataFrame(rows, columns=["thumbnail", "image", "label", "confidence", "error"])
+
+
+def csv_bytes(frame: pd.DataFrame, classes: list[str], preds: list[ImagePrediction]) -> bytes:
+    """The results table as CSV (without thumbnails), one probability column per class."""
+    out = frame.drop(columns="thumbnail").copy()
+    for cls in classes:
+        out[f"p_{cls}"] = [p.probs.get(cls) if p.ok else None for p in preds]
+    return out.to_csv(index=False).encode("utf-8")
+
+
+@st.cache_data(show_spinner="Classifying…", max_entries=64)
+def _predict_cached(_predictor: Predictor, stem: str, mtime: float, sources: tuple[tuple[str, object], ...],
+                    tta: bool) -> list[ImagePrediction]:
+    """Predictions for (name, bytes | path) sources, computed once per (checkpoint, images, TTA)."""
+    return _predictor.predict(list(sources), tta=tta)
+
+
+def predict_items(predictor: Predictor, ref: CheckpointRef, items: list[Item], tta: bool) -> list[ImagePrediction]:
+    """Cached predictions; a bad image yields an entry with `error` and the others still run."""
+    return _predict_cached(predictor, ref.stem, ref.mtime, tuple(item.source() for item in items), tta)
+
+
+def uploaded_items(files) -> list[Item]:
+    """UploadedFile objects -> Items (names kept as given; they are only ever shown escaped)."""
+    return [Item(f.name, f.getvalue()) for f in files or []]
+
+
+def sample_items(folder: Path, count: int, seed: int) -> list[Item]:
+    """`count` images from the data set's test/ folder, chosen by `seed`."""
+    paths = load_unlabelled(folder)
+    chosen = random.Random(seed).sample(paths, min(count, len(paths)))
+    return [Item(f"sample {p.name}", path=str(p)) for p in chosen]
+
+
+def _show_card(predictor: Predictor) -> None:
+    """The checkpoint card in an expander."""
+    with st.expander(f"Model card: {predictor.ckpt.name}", expanded=False):
+        st.dataframe(card_frame(predictor.card()), hide_index=True, width="stretch")
+
+
+def _inputs(folder: Path | None) -> list[Item]:
+    """Uploader, webcam toggle and sample button; returns every image to classify."""
+    files = st.file_uploader("Drop dance photos here", type=list(ACCEPTED), accept_multiple_files=True,
+                             key="predict_upload", help="JPEG, PNG, WebP or BMP; up to 20 MB each.")
+    items = uploaded_items(files)
+    left, right = st.columns(2)
+    with left:
+        camera_on = st.toggle("Use webcam", key="predict_camera_on",
+                              help="The browser asks for camera access only when this is on.")
+    with right:
+        if folder is not None:
+            if st.button("Try sample images", key="predict_sample_btn", icon=":material/casino:",
+                         help=f"Classify {SAMPLE_COUNT} random images from the data set's test/ folder."):
+                st.session_state["predict_sample_seed"] = random.randrange(1 << 30)
+            if st.session_state.get("predict_sample_seed") is not None and st.button(
+                    "Clear samples", key="predict_sample_clear", type="tertiary"):
+                st.session_state["predict_sample_seed"] = None
+    if camera_on:
+        shot = st.camera_input("Take a photo", key="predict_camera")
+        if shot is not None:
+            items.append(Item("webcam photo", shot.getvalue()))
+    seed = st.session_state.get("predict_sample_seed")
+    if folder is not None and seed is not None:
+        try:
+            items.extend(sample_items(folder, SAMPLE_COUNT, seed))
+        except DanceError as exc:
+            st.warning(f"Samples unavailable: {exc}")
+    return items
+
+
+def _detail(item: Item, pred: ImagePrediction, key: str) -> None:
+    """One image's answer: the image, the headline and the probability bars."""
+    if not pred.ok:
+        st.error(pred.error)  # the message names the file; st.error renders no HTML
+        return
+    with st.container(border=True):
+        left, right = st.columns([2, 3], vertical_alignment="center")
+        with left:
+            thumb = item.thumb()
+            if thumb is not None:
+                st.image(thumb, caption=item.name, width="stretch")
+        with right:
+            if pred.unsure:
+                st.markdown(f"### {headline(pred)}")
+                st.caption(f"Top probability {pred.confidence:.1%} is below this model's 'not sure' threshold "
+                           f"({pred.threshold:.0%}).")
+            else:
+                st.markdown(f"### {pred.label}")
+                st.caption(f"confidence {pred.confidence:.1%}")
+            st.plotly_chart(probability_figure(pred.probs, highlight=pred.label), key=key,
+                            config={"displayModeBar": False})
+
+
+def render() -> None:
+    """Draw the Predict page."""
+    st.title("Predict")
+    st.caption("Which Indian classical dance form is in the photo? Drop one or many images.")
+    with page_errors():
+        folder, _ = data_dir_or_error()
+        with st.sidebar:
+            ref = checkpoint_picker("Model", key="predict_model")
+            tta = st.toggle("Test-time augmentation", key="predict_tta",
+                            help="Average the predictions over flipped and zoomed views (slower, often steadier).")
+        if ref is None:
+            return
+        predictor, used, warning = load_with_fallback(ref, list_checkpoints())
+        if warning:
+            st.warning(warning)
+        _show_card(predictor)
+        items = _inputs(folder)
+        if not items:
+            st.info("Upload images above" + (", or press **Try sample images**." if folder else "."))
+            return
+        preds = predict_items(predictor, used, items, tta)
+        if len(items) > 1:
+            frame = results_frame(items, preds)
+            ok = int(frame["error"].isna().sum())
+            st.subheader(f"Results: {ok} of {len(items)} images classified")
+            st.dataframe(frame, hide_index=True, width="stretch", column_config={
+                "thumbnail": st.column_config.ImageColumn("image", width="small"),
+                "image": st.column_config.TextColumn("file"),
+                "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0,
+                                                              max_value=1),
+            }, key="predict_table")
+            st.download_button("Download CSV", csv_bytes(frame, predictor.classes, preds), "predictions.csv",
+                               "text/csv", key="predict_csv", icon=":material/download:")
+        pages = max(1, -(-len(items) // DETAILS_PER_PAGE))
+        page = 1
+        if pages > 1:
+            page = int(st.number_input(f"Details page (of {pages})", 1, pages, 1, key="predict_detail_page"))
+        start = (page - 1) * DETAILS_PER_PAGE
+        for i in range(start, min(len(items), start + DETAILS_PER_PAGE)):
+            _detail(items[i], preds[i], key=f"predict_probs_{i}")
+        if any(not p.ok for p in preds):
+            bad = ", ".join(md_escape(i.name) for i, p in zip(items, preds) if not p.ok)
+            st.caption(f"Not classified: {bad}")
+
+
+if __name__ == "__main__":
+    render()

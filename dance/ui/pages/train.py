@@ -1,0 +1,175 @@
+"""Train page: a form that trains a model in a background thread, with live curves, a stop button and a new checkpoint."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import streamlit as st
+
+from dance import checkpoint
+from dance.config import AugmentConfig, TrainConfig
+from dance.models import REGISTRY
+from dance.plots import history_figure
+from dance.transforms import PRESETS
+from dance.ui.common import data_dir_or_error, md_escape, page_errors, refresh_checkpoints, weights_dir
+from dance.ui.jobs import TrainJob
+
+JOB_KEY = "train_job"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SIZES = (0, 64, 96, 128, 160, 192, 224, 240, 260)
+BATCH_SIZES = (4, 8, 16, 32, 64)
+
+
+def scaled_augment(preset: str, strength: float) -> AugmentConfig:
+    """The preset's training defaults with rotation / shift / zoom / colour / crop range scaled by `strength`."""
+    base = AugmentConfig(preset=preset)
+    return replace(
+        base,
+        rotation=round(base.rotation * strength, 3), shift=round(base.shift * strength, 3),
+        zoom=round(base.zoom * strength, 3), color=round(base.color * strength, 3),
+        crop_scale=round(min(1.0, max(0.05, 1 - (1 - base.crop_scale) * strength)), 3),
+    )
+
+
+def build_config(values: dict) -> TrainConfig:
+    """TrainConfig from the form's values (keys as in TrainConfig, plus 'preset' and 'strength')."""
+    return TrainConfig(
+        model=values["model"], epochs=int(values["epochs"]), lr=float(values["lr"]),
+        batch_size=int(values["batch_size"]), image_size=int(values["image_size"]),
+        freeze_epochs=int(values["freeze_epochs"]), val_fraction=float(values["val_fraction"]),
+        limit=int(values["limit"]), augment=scaled_augment(values["preset"], float(values["strength"])),
+    )
+
+
+def check_name(name: str, folder: Path, overwrite_default: bool) -> str | None:
+    """Why a checkpoint name cannot be used, or None when it is fine."""
+    if not NAME_PATTERN.match(name):
+        return "Checkpoint name: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit."
+    if name == checkpoint.DEFAULT_NAME:
+        return None if overwrite_default else (
+            "'default' is the shipped model: tick 'Replace the shipped default model' to overwrite it.")
+    if (folder / f"{name}.safetensors").exists() or (folder / f"{name}.json").exists():
+        return f"A checkpoint named {name!r} already exists in {folder}; choose a new name."
+    return None
+
+
+def _suggested_name(model: str) -> str:
+    """A fresh, descriptive checkpoint name."""
+    return f"{model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _form(folder: Path | None) -> None:
+    """The training form; starting a run stores a TrainJob in session state."""
+    defaults = TrainConfig()
+    st.session_state.setdefault("train_name", _suggested_name(defaults.model))
+    st.session_state.setdefault("train_data", str(folder) if folder else "")
+    with st.form("train_form"):
+        left, mid, right = st.columns(3)
+        with left:
+            model = st.selectbox("Model", list(REGISTRY), index=list(REGISTRY).index(defaults.model),
+                                 key="train_model", help="\n\n".join(f"**{n}**: {s.description}"
+                                                                     for n, s in REGISTRY.items()))
+            epochs = st.number_input("Epochs", 1, 300, defaults.epochs, key="train_epochs")
+            lr = st.number_input("Learning rate", 1e-5, 1.0, defaults.lr, format="%.5f", step=1e-4, key="train_lr")
+            batch_size = st.select_slider("Batch size", BATCH_SIZES, value=defaults.batch_size, key="train_batch")
+        with mid:
+            image_size = st.select_slider("Image size", SIZES, value=defaults.image_size, key="train_size",
+                                          format_func=lambda s: "model's own" if s == 0 else f"{s} px")
+            preset = st.selectbox("Augmentation preset", PRESETS, index=PRESETS.index(defaults.augment.preset),
+                                  key="train_preset")
+            strength = st.slider("Augmentation strength", 0.0, 2.0, 1.0, 0.1, key="train_strength",
+                                 help="Scales rotation, shift, zoom, colour jitter and the crop range (1 = defaults).")
+            freeze = st.number_input("Frozen-backbone epochs", 0, 50, defaults.freeze_epochs, key="train_freeze",
+                                     help="Head-only epochs first (pretrained models only).")
+        with right:
+            val_fraction = st.slider("Hold-out fraction", 0.0, 0.45, defaults.val_fraction, 0.05, key="train_val",
+                                     help="0 trains on everything (then the checkpoint has no hold-out).")
+            limit = st.number_input("Use only N images (0 = all)", 0, 100_000, defaults.limit, key="train_limit",
+                                    help="A small stratified subset, for a quick run.")
+            data = st.text_input("Data folder", key="train_data", help="A folder with train.csv and train/.")
+            name = st.text_input("Save as (checkpoint name)", key="train_name")
+        overwrite = st.checkbox("Replace the shipped default model (weights/default)", key="train_overwrite")
+        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+    if not submitted:
+        return
+    name = name.strip()
+    problem = check_name(name, weights_dir(), overwrite)
+    if problem:
+        st.error(problem)
+        return
+    cfg = build_config({"model": model, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                        "image_size": image_size, "preset": preset, "strength": strength, "freeze_epochs": freeze,
+                        "val_fraction": val_fraction, "limit": limit})
+    st.session_state[JOB_KEY] = TrainJob(cfg, data.strip() or None, weights_dir() / name,
+                                         overwrite_default=name == checkpoint.DEFAULT_NAME and overwrite).start()
+    st.session_state.pop("train_name", None)  # the next run suggests a fresh name
+    st.rerun()
+
+
+def _draw_progress(job: TrainJob) -> None:
+    """Progress bar, status line and live curves of a job."""
+    st.progress(job.fraction, text=job.status())
+    if job.history:
+        st.plotly_chart(history_figure(job.history), config={"displayModeBar": False})
+    elif job.running:
+        st.caption("Curves appear after the first epoch.")
+
+
+@st.fragment(run_every=1.0)
+def _live(job: TrainJob) -> None:
+    """Refreshes itself every second while the job runs; a full rerun when it ends."""
+    _draw_progress(job)
+    if job.running:
+        st.button("Stop", key="train_stop", on_click=job.stop.set, icon=":material/stop:",
+                  disabled=job.stop.is_set(), help="Stops after the current batch and saves what was learned.")
+    else:
+        st.rerun()
+
+
+def _finished(job: TrainJob) -> None:
+    """Outcome of a finished job: the error, or the saved checkpoint and its numbers."""
+    if not job.acknowledged:
+        refresh_checkpoints()  # the new checkpoint appears in every picker
+        job.acknowledged = True
+    if job.error:
+        st.error(job.error)
+    else:
+        result = job.result
+        how = "stopped early; saved what it learned" if result.stopped else "finished"
+        st.success(f"Training {how}: saved checkpoint **{md_escape(result.checkpoint.name)}** in "
+                   f"{md_escape(str(result.checkpoint.parent))}. Pick it on the Predict or Evaluate page.")
+        if result.holdout is not None:
+            metrics = result.holdout.metrics()
+            cols = st.columns(3)
+            cols[0].metric("Hold-out accuracy", f"{metrics['accuracy']:.1%}")
+            cols[1].metric("Hold-out macro F1", f"{metrics['macro_f1']:.3f}")
+            cols[2].metric("Hold-out images", metrics["count"])
+        _draw_progress(job)
+    st.button("Train another", key="train_clear", on_click=lambda: st.session_state.pop(JOB_KEY, None))
+
+
+def render() -> None:
+    """Draw the Train page."""
+    st.title("Train")
+    st.caption("Train a model on the labelled data set and save it as a new checkpoint in weights/.")
+    with page_errors():
+        folder, problem = data_dir_or_error()
+        if folder is None:
+            st.warning(f"{problem} Enter a data folder below.")
+        job: TrainJob | None = st.session_state.get(JOB_KEY)
+        if job is not None and job.running:
+            st.info(f"Training **{md_escape(job.output.name)}** ({job.cfg.model}, {job.cfg.epochs} epoch(s)). "
+                    "One run at a time per session; you can switch pages meanwhile.")
+            _live(job)
+            return
+        if job is not None:
+            _finished(job)
+            return
+        _form(folder)
+
+
+if __name__ == "__main__":
+    render()
