@@ -79,6 +79,7 @@ def cross_validate(
     train_tf = build_train_transform(cfg.augment, size, spec.mean, spec.std)
     eval_tf = build_eval_transform(size, spec.mean, spec.std)
     prob_sum = np.zeros((len(ds), len(ds.classes)))
+    tta_sum = np.zeros_like(prob_sum)
     seen = np.zeros(len(ds), dtype=int)
     fold_of = np.full(len(ds), -1)
     folds = []
@@ -92,21 +93,23 @@ def cross_validate(
         val_loader = make_loader(prepared.tensors, ds.labels, val_idx, eval_tf, 64, False)
         state = build_state(fold_cfg, len(ds.classes), len(train_loader), size)
         fit(fold_cfg, state, train_loader, None, device, list(callbacks))
-        logits, targets = predict_logits(state.model, val_loader, device, tta=tta)
+        logits, targets = predict_logits(state.model, val_loader, device)
         probs = softmax_np(logits)
         prob_sum[val_idx] += probs
+        if tta:  # the same fold model, scored both ways, so the TTA effect is measured on equal terms
+            tta_probs = softmax_np(predict_logits(state.model, val_loader, device, tta=True)[0])
+            tta_sum[val_idx] += tta_probs
         seen[val_idx] += 1
         fold_of[val_idx] = number % k
-        preds = probs.argmax(1)
         labels = list(range(len(ds.classes)))
         folds.append({
             "repeat": number // k, "fold": number % k, "images": int(len(val_idx)),
-            "accuracy": float((preds == targets.numpy()).mean()),
-            "macro_f1": float(f1_score(targets, preds, labels=labels, average="macro", zero_division=0)),
-            "weighted_f1": float(f1_score(targets, preds, labels=labels, average="weighted", zero_division=0)),
+            **_fold_metrics(probs, targets.numpy(), labels),
             "train_seconds": round(time.perf_counter() - started, 1),
             "final_train_loss": state.history[-1]["train_loss"] if state.history else math.nan,
         })
+        if tta:
+            folds[-1]["tta"] = _fold_metrics(tta_probs, targets.numpy(), labels)
         if fold_progress:
             fold_progress(number + 1, len(splits), folds[-1])
     oof = Predictions(prob_sum / np.maximum(seen, 1)[:, None], ds.labels, [str(p) for p in ds.paths], ds.classes)
@@ -118,6 +121,8 @@ def cross_validate(
         "config": cfg.to_dict(),
         **{metric: _mean_std([f[metric] for f in folds]) for metric in ("accuracy", "macro_f1", "weighted_f1")},
         "oof": oof.metrics(), "per_class_f1": per_class,
+        "tta_metrics": {metric: _mean_std([f["tta"][metric] for f in folds])
+                        for metric in ("accuracy", "macro_f1", "weighted_f1")} if tta else None,
         "train_seconds_total": round(sum(f["train_seconds"] for f in folds), 1),
         "folds": folds,
     }
@@ -127,9 +132,22 @@ def cross_validate(
         summary["name"] = name
         out_dir = out_root / name
         save_oof(out_dir / "oof.csv", oof, fold_of)
+        if tta:
+            tta_oof = Predictions(tta_sum / np.maximum(seen, 1)[:, None], ds.labels, oof.paths, ds.classes)
+            save_oof(out_dir / "oof-tta.csv", tta_oof, fold_of)
         atomic_write_json(out_dir / "report.json", summary)
         atomic_write_text(out_dir / "report.md", report_markdown(summary))
     return CVResult(oof, folds, summary, out_dir)
+
+
+def _fold_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[int]) -> dict:
+    """Accuracy, macro-F1 and weighted-F1 of one fold's probabilities."""
+    preds = probs.argmax(1)
+    return {
+        "accuracy": float((preds == targets).mean()),
+        "macro_f1": float(f1_score(targets, preds, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(targets, preds, labels=labels, average="weighted", zero_division=0)),
+    }
 
 
 def save_oof(path: Path, oof: Predictions, fold_of: np.ndarray) -> None:
@@ -179,6 +197,12 @@ def report_markdown(summary: dict) -> str:
         f"{summary['train_seconds_total']} s; {summary['created']}", "",
         "| metric | mean ± std over folds |", "|---|---|",
         f"| accuracy | {pm('accuracy')} |", f"| macro-F1 | {pm('macro_f1')} |", f"| weighted-F1 | {pm('weighted_f1')} |",
+    ]
+    if summary.get("tta_metrics"):
+        t = summary["tta_metrics"]
+        lines += [f"| {label} with TTA | {t[key]['mean']:.4f} ± {t[key]['std']:.4f} |"
+                  for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))]
+    lines += [
         "", "| repeat | fold | images | accuracy | macro-F1 | weighted-F1 | train s |", "|---|---|---|---|---|---|---|",
     ]
     for f in summary["folds"]:

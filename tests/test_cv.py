@@ -44,6 +44,15 @@ def test_folds_are_grouped_and_stratified_on_real_data(real_data):
         assert share.min() > 0.1 and share.max() < 0.3
 
 
+def test_tta_scored_on_the_same_fold_models(synth_data, tmp_path):
+    result = cross_validate(tiny_cfg(), synth_data, k=2, name="tta", tta=True, out_root=tmp_path)
+    t = result.summary["tta_metrics"]
+    assert set(t) == {"accuracy", "macro_f1", "weighted_f1"} and all("tta" in f for f in result.folds)
+    tta_oof = load_oof(tmp_path / "tta" / "oof-tta.csv")
+    assert tta_oof.probs.shape == result.oof.probs.shape and not np.allclose(tta_oof.probs, result.oof.probs)
+    assert "with TTA" in (tmp_path / "tta" / "report.md").read_text()
+
+
 def test_same_seed_same_folds(synth_data, tmp_path):
     a = cross_validate(tiny_cfg(seed=3), synth_data, k=2, out_root=None)
     b = cross_validate(tiny_cfg(seed=3), synth_data, k=2, out_root=None)
