@@ -116,10 +116,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps(pred.to_dict()), flush=True)
         elif not pred.ok:
             print(f"ERROR {pred.error}", flush=True)
+        elif pred.unsure:  # below the calibrated threshold: say so, with the two candidates
+            (first, p1), (second, p2) = pred.ranked[:2]
+            print(f"{pred.image}: not sure: {first} {p1:.3f} or {second} {p2:.3f}", flush=True)
         else:
-            note = "  (not sure)" if pred.unsure else ""
             ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.ranked[: args.top])
-            print(f"{pred.image}: {ranked}{note}", flush=True)
+            print(f"{pred.image}: {ranked}", flush=True)
     return 1 if failed else 0
 
 
@@ -198,6 +200,85 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Grad-CAM overlay PNG for one image: where the model looked for the predicted (or --class) class."""
+    import io
+
+    from dance.explain import explain
+    from dance.fileio import atomic_write_bytes
+    from dance.images import load_image
+
+    source = Path(args.image)
+    image = load_image(source, name=str(source))
+    picture, name, prob = explain(args.weights, image, args.class_name)
+    output = Path(args.output) if args.output else Path.cwd() / f"{source.stem}.cam.png"
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    atomic_write_bytes(output, buffer.getvalue())
+    print(f"{source}: Grad-CAM for {name} (p={prob:.3f}) written to {output}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit the temperature and the "not sure" threshold on out-of-fold or hold-out predictions; store them in the sidecar."""
+    from dance import checkpoint
+    from dance.calibrate import calibrate, save_calibration
+    from dance.errors import DataError
+
+    ckpt = checkpoint.load(args.weights)
+    if args.oof:
+        from dance.cv import load_oof
+
+        preds = load_oof(args.oof)
+        if set(preds.classes) != set(ckpt.classes):
+            raise DataError(f"{args.oof}: its classes ({', '.join(preds.classes)}) differ from "
+                            f"{ckpt.name}'s ({', '.join(ckpt.classes)}).")
+        source = f"out-of-fold: {args.oof}"
+    else:
+        from dance.evaluate import evaluate_checkpoint
+        from dance.predict import Predictor
+
+        # Fit on raw probabilities: drop any earlier calibration rather than stacking a new one on it.
+        meta = {k: v for k, v in ckpt.meta.items() if k not in ("calibration", "unsure_threshold")}
+        raw = checkpoint.Checkpoint(ckpt.path, ckpt.model, ckpt.spec, meta)
+        preds, source = evaluate_checkpoint(ckpt.path, args.data, "holdout", predictor=Predictor(raw))
+    result = calibrate(preds, source, target_accuracy=args.target_accuracy, bins=args.bins)
+    print(f"{source}: {result.count} images")
+    print(f"temperature {result.temperature:.3f}  ECE {result.ece_before:.4f} -> {result.ece_after:.4f}"
+          f"  NLL {result.nll_before:.4f} -> {result.nll_after:.4f}")
+    print(f"'not sure' below {result.unsure_threshold:.3f}: answers {result.coverage:.1%} of images with accuracy "
+          f"{result.answered_accuracy:.1%} (target {result.target_accuracy:.0%})")
+    if args.dry_run:
+        print("dry run: sidecar not changed")
+    else:
+        save_calibration(ckpt.path, result)
+        print(f"wrote calibration and unsure_threshold to {ckpt.path}.json")
+    return 0
+
+
+def cmd_label_issues(args: argparse.Namespace) -> int:
+    """Rank training images whose label the out-of-fold predictions confidently dispute."""
+    from dance.cv import list_oof_runs, load_oof
+    from dance.errors import DataError
+    from dance.fileio import atomic_write_text
+    from dance.label_issues import find_label_issues
+
+    runs = list_oof_runs()
+    path = Path(args.oof) if args.oof else (runs[0] if runs else None)
+    if path is None:
+        raise DataError("no out-of-fold predictions under runs/cv/; run `python -m dance cv` first or pass --oof PATH.")
+    preds = load_oof(path)
+    issues = find_label_issues(preds)
+    print(f"{path}: {len(issues)} of {len(preds.targets)} images look mislabelled (most disputed first)")
+    if not issues.empty:
+        shown = issues.head(args.top)[["image", "given", "suggested", "self_confidence", "suggested_prob"]]
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.output:
+        atomic_write_text(args.output, issues.to_csv(index=False))
+        print(f"wrote {len(issues)} rows to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command (reusable by other tools)."""
     parser = argparse.ArgumentParser(prog="dance", description="Classify photos of Indian classical dance forms.")
@@ -248,6 +329,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a data set (rows and images) without training")
     data_option(p)
     p.set_defaults(func=cmd_check)
+    p = sub.add_parser("explain", help="Grad-CAM overlay: where the model looked")
+    p.add_argument("image")
+    p.add_argument("--weights", default="default", help="checkpoint name in weights/ or path")
+    p.add_argument("--class", dest="class_name", help="class to explain (default: the predicted one)")
+    p.add_argument("--output", help="PNG to write (default: ./<image-stem>.cam.png)")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("calibrate", help="fit temperature scaling and the 'not sure' threshold")
+    data_option(p)
+    p.add_argument("--weights", default="default", help="checkpoint whose sidecar receives the calibration")
+    p.add_argument("--oof", help="out-of-fold predictions (runs/cv/<name>/oof.csv); default: the checkpoint's hold-out")
+    p.add_argument("--split", choices=("holdout",), default="holdout", help="used when --oof is not given")
+    p.add_argument("--target-accuracy", type=float, default=0.9,
+                   help="accuracy the answered images must reach; lower confidence is 'not sure' (default 0.9)")
+    p.add_argument("--bins", type=int, default=15, help="confidence bins for ECE (default 15)")
+    p.add_argument("--dry-run", action="store_true", help="print the fit without writing the sidecar")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("label-issues", help="rank training images whose label looks wrong")
+    p.add_argument("--oof", help="out-of-fold predictions (default: the newest runs/cv/*/oof.csv)")
+    p.add_argument("--top", type=int, default=20, help="rows printed (default 20)")
+    p.add_argument("--output", help="also write every flagged image to this CSV")
+    p.set_defaults(func=cmd_label_issues)
     return parser
 
 
