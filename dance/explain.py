@@ -25,9 +25,10 @@ def _predictor(source: Explainable) -> Predictor:
     """A Predictor from a Predictor, a loaded Checkpoint, or a checkpoint name / path."""
     if isinstance(source, Predictor):
         return source
+    # Grad-CAM needs the torch model's gradients, so never spend time on an ONNX session here.
     if isinstance(source, Checkpoint):
-        return Predictor(source)
-    return Predictor.load(source)
+        return Predictor(source, backend="torch")
+    return Predictor.load(source, backend="torch")
 
 
 def class_activation(predictor: Predictor, image: Image.Image, class_name: str | None = None

@@ -41,7 +41,7 @@ def class_thresholds(probs: np.ndarray, targets: np.ndarray, classes: int) -> np
 def confident_classes(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per image, the most probable class whose probability reaches its threshold; -1 when none does."""
     thresholds = class_thresholds(probs, targets, probs.shape[1])
-    above = probs >= thresholds[None, :]
+    above = probs >= thresholds[None, :] - 1e-9  # a mean of equal values can round just above them
     masked = np.where(above, probs, -1.0)
     return np.where(above.any(1), masked.argmax(1), -1)
 

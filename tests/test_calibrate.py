@@ -99,3 +99,32 @@ def test_calibrate_stores_temperature_and_threshold_in_sidecar(tiny_checkpoint, 
     assert predictor.temperature == pytest.approx(result.temperature)
     assert predictor.threshold == pytest.approx(result.unsure_threshold)
     assert predictor.ckpt.meta["calibration"]["source"] == "synthetic"
+
+
+def test_cli_calibrates_from_oof_and_predict_says_not_sure(tiny_checkpoint, synth_data, tmp_path, capsys):
+    import shutil
+
+    from dance.checkpoint import read_sidecar, update_sidecar
+    from dance.cli import main
+    from dance.cv import save_oof
+
+    stem = tmp_path / "cal"
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_checkpoint.with_suffix(suffix), stem.with_suffix(suffix))
+    probs, targets = synthetic(true_temperature=0.4, classes=3, n=400, seed=4)
+    classes = read_sidecar(stem)["classes"]
+    oof = tmp_path / "oof.csv"
+    save_oof(oof, Predictions(probs, targets, [f"/d/{i}.jpg" for i in range(400)], classes), np.arange(400) % 5)
+
+    assert main(["calibrate", "--weights", str(stem), "--oof", str(oof), "--target-accuracy", "0.95"]) == 0
+    out = capsys.readouterr().out
+    meta = read_sidecar(stem)
+    cal_meta = meta["calibration"]
+    assert cal_meta["temperature"] > 1.5 and cal_meta["ece_after"] < cal_meta["ece_before"]
+    assert cal_meta["source"].endswith("oof.csv") and f"{cal_meta['temperature']:.3f}" in out
+    assert 0 < meta["unsure_threshold"] < 1 and cal_meta["answered_accuracy"] >= 0.95
+    # The highest threshold allowed: every answer becomes "not sure", shown with its top two classes.
+    update_sidecar(stem, unsure_threshold=1.0)
+    assert main(["predict", str(synth_data / "test" / "t0.png"), "--weights", str(stem)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert ": not sure: " in line and " or " in line and sum(c in line for c in classes) == 2

@@ -52,7 +52,7 @@ def train_square_predictor() -> Predictor:
     classes = list(COLOURS)
     model = small_classifier(len(classes))
     meta = {"arch": "seed-cnn-bn", "classes": classes, "image_size": SIZE, "mean": [0.0] * 3, "std": [1.0] * 3}
-    predictor = Predictor(Checkpoint(Path("squares"), model, get_spec("seed-cnn-bn"), meta))
+    predictor = Predictor(Checkpoint(Path("squares"), model, get_spec("seed-cnn-bn"), meta), backend="torch")
     images, labels = [], []
     for i in range(48):
         img, _ = square_image(classes[i % 3], rng)
@@ -139,3 +139,18 @@ def test_every_registered_model_gives_a_map_at_image_size(arch):
     heat, _ = explain.gradcam(ckpt, img, class_name=name)
     assert heat.shape == (50, 70) and 0 <= heat.min() and heat.max() <= 1
     assert overlay_img.size == (70, 50) and name in ("a", "b", "c") and 0 < prob < 1
+
+
+def test_cli_writes_overlay_png_in_current_directory(tiny_checkpoint, synth_data, tmp_path, monkeypatch, capsys):
+    from dance.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    image = synth_data / "train" / "circle0.jpg"
+    assert main(["explain", str(image), "--weights", str(tiny_checkpoint), "--class", "square"]) == 0
+    written = tmp_path / "circle0.cam.png"
+    out = capsys.readouterr().out
+    assert str(written) in out and "square" in out
+    with Image.open(written) as png, Image.open(image) as original:
+        assert png.format == "PNG" and png.size == original.size
+    assert main(["explain", str(image), "--weights", str(tiny_checkpoint), "--class", "tutu"]) == 2
+    assert "unknown class 'tutu'" in capsys.readouterr().err

@@ -80,3 +80,75 @@ def test_corrections_export_in_issue_order_and_atomic(tmp_path):
     assert back["Image"].tolist() == frame["Image"].tolist() and back["new_label"].tolist() == frame["new_label"].tolist()
     with pytest.raises(ValueError, match="unknown action"):
         li.corrections_frame(issues, {paths[0]: ("delete", None)})
+
+
+def test_cli_prints_ranking_from_oof_file(tmp_path, capsys):
+    from dance.cli import main
+    from dance.cv import save_oof
+
+    preds, flipped, _ = noisy_predictions()
+    oof = tmp_path / "oof.csv"
+    save_oof(oof, preds, np.arange(len(preds.targets)) % 5)
+    out_csv = tmp_path / "issues.csv"
+    assert main(["label-issues", "--oof", str(oof), "--top", "3", "--output", str(out_csv)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "images look mislabelled" in lines[0] and "suggested" in lines[1]
+    shown = [line.split()[0] for line in lines[2:5]]
+    assert set(shown) <= {f"{i}.jpg" for i in flipped} and len(shown) == 3
+    assert len(pd.read_csv(out_csv)) == len(li.find_label_issues(preds))
+    assert main(["label-issues", "--oof", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+
+
+def test_review_page_relabels_and_exports_without_touching_data(tiny_checkpoint, synth_data, tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import SYNTH_CLASSES
+    from dance import cv
+    from dance.cv import save_oof
+    from dance.ui.common import md_escape
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(tiny_checkpoint.with_suffix(suffix), weights / f"default{suffix}")
+    monkeypatch.setenv("DANCE_WEIGHTS_DIR", str(weights))
+    # Out-of-fold predictions for the synthetic training images: right and confident, except one flipped label.
+    paths = sorted((synth_data / "train").glob("*.jpg"))
+    truth = np.array([SYNTH_CLASSES.index(p.name.rstrip("0123456789.jpg")) for p in paths])
+    probs = np.full((len(paths), 3), 0.05)
+    probs[np.arange(len(paths)), truth] = 0.9
+    given = truth.copy()
+    given[0] = (truth[0] + 1) % 3
+    oof = tmp_path / "cv" / "run" / "oof.csv"
+    save_oof(oof, Predictions(probs, given, [str(p) for p in paths], SYNTH_CLASSES), np.arange(len(paths)) % 3)
+    monkeypatch.setattr(cv, "list_oof_runs", lambda root=None: [oof])
+    before = (synth_data / "train.csv").read_text()
+
+    page = str(Path(__file__).resolve().parents[1] / "dance" / "ui" / "pages" / "label_issues.py")
+    at = AppTest.from_file(page, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any("1** of 24 images look mislabelled" in m.value for m in at.markdown)
+    captions = [c for element in at.image for c in element.captions]
+    assert paths[0].name in captions  # the photo, and Grad-CAM overlays for the given and the suggested class
+    assert sum("where default sees" in c for c in captions) == 2
+    assert any(f"Image **1** of 1: {md_escape(paths[0].name)}" in m.value for m in at.markdown)
+    assert at.selectbox(key="li_label_0").value == SYNTH_CLASSES[truth[0]]
+    at.button(key="li_relabel").click().run()
+    assert not at.exception, at.exception
+    corrections = at.dataframe[-1].value
+    assert corrections[["Image", "given", "action", "new_label"]].values.tolist() == [
+        [paths[0].name, SYNTH_CLASSES[given[0]], "relabel", SYNTH_CLASSES[truth[0]]]]
+    assert (synth_data / "train.csv").read_text() == before
+
+
+def test_ties_with_the_threshold_count_as_confident():
+    # Class y's threshold is the mean of seven 0.9s, which rounds to just above 0.9 in floating point.
+    assert np.mean([0.9] * 7) > 0.9
+    probs = np.array([[0.1, 0.9]] * 8 + [[0.9, 0.1]] * 3)
+    targets = np.array([1] * 7 + [0] * 4)
+    issues = li.find_label_issues(Predictions(probs, targets, list("abcdefghijk"), ["x", "y"]))
+    assert issues["image"].tolist() == ["h"]
