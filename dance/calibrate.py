@@ -167,10 +167,16 @@ def calibrate(preds: Predictions, source: str, target_accuracy: float = DEFAULT_
     )
 
 
-def reliability_table(preds: Predictions, temperature: float, bins: int = DEFAULT_BINS) -> pd.DataFrame:
-    """Reliability bins before and after temperature scaling, ready for `dance.plots.reliability_figure`."""
-    before = reliability_bins(preds.probs, preds.targets, bins, series="uncalibrated")
-    after = reliability_bins(apply_temperature(preds.probs, temperature), preds.targets, bins,
+def reliability_table(preds: Predictions, temperature: float, bins: int = DEFAULT_BINS,
+                      already_calibrated: bool = False) -> pd.DataFrame:
+    """Reliability bins before and after temperature scaling, ready for `dance.plots.reliability_figure`.
+
+    Out-of-fold predictions are raw; a calibrated Predictor's (hold-out) predictions already include T,
+    so pass `already_calibrated=True` and the raw ones are recovered with temperature 1 / T.
+    """
+    raw = apply_temperature(preds.probs, 1 / temperature) if already_calibrated else preds.probs
+    before = reliability_bins(raw, preds.targets, bins, series="uncalibrated")
+    after = reliability_bins(apply_temperature(raw, temperature), preds.targets, bins,
                              series=f"calibrated (T={temperature:.2f})")
     return pd.concat([before, after], ignore_index=True)
 

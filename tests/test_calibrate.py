@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import softmax
 
@@ -128,3 +129,15 @@ def test_cli_calibrates_from_oof_and_predict_says_not_sure(tiny_checkpoint, synt
     assert main(["predict", str(synth_data / "test" / "t0.png"), "--weights", str(stem)]) == 0
     line = capsys.readouterr().out.strip()
     assert ": not sure: " in line and " or " in line and sum(c in line for c in classes) == 2
+
+
+def test_reliability_table_has_both_series_and_undoes_an_applied_temperature():
+    probs, targets = synthetic(true_temperature=0.5, n=800, classes=4, seed=5)
+    preds = Predictions(probs, targets, [str(i) for i in range(800)], list("abcd"))
+    t = cal.fit_temperature(probs, targets)
+    table = cal.reliability_table(preds, t)
+    assert list(table["series"].unique()) == ["uncalibrated", f"calibrated (T={t:.2f})"]
+    assert table.groupby("series", sort=False)["count"].sum().tolist() == [800, 800]
+    shown = Predictions(cal.apply_temperature(probs, t), targets, preds.paths, preds.classes)
+    pd.testing.assert_frame_equal(cal.reliability_table(shown, t, already_calibrated=True), table, atol=1e-9)
+    np.testing.assert_allclose(cal.apply_temperature(cal.apply_temperature(probs, t), 1 / t), probs, atol=1e-9)
