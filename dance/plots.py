@@ -66,16 +66,18 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], normalized: boo
     for i in range(n):  # outline the diagonal last, so neighbouring cells do not cover it
         shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": i - 0.5, "x1": i + 0.5, "y0": n - 1 - i - 0.5,
                        "y1": n - 1 - i + 0.5, "line": {"width": 2, "color": "#d6336c"}, "layer": "below"})
+    # Numbers are annotations, not marker text: a selection then fades nothing.
+    annotations = [{"x": x, "y": y, "text": t, "showarrow": False, "font": {"color": c, "size": 13}}
+                   for x, y, t, c in zip(xs, ys, labels, text_colors)]
     fig = go.Figure(go.Scatter(
-        x=xs, y=ys, mode="markers+text", text=labels, customdata=custom,
+        x=xs, y=ys, mode="markers", text=labels, customdata=custom,
         marker={"symbol": "square", "size": max(14, 300 // max(n, 1)), "color": "rgba(0,0,0,0)"},
-        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}, "textfont": {"color": None}},
-        textfont={"color": text_colors, "size": 13},
+        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
         hovertemplate="true %{customdata[0]}<br>predicted %{customdata[1]}<br>%{text}<extra></extra>",
     ))
     fig.update_layout(
         height=140 + 52 * n, margin={"t": 20, "b": 20, "l": 20, "r": 20}, clickmode="event+select", dragmode=False,
-        shapes=shapes, plot_bgcolor="rgba(0,0,0,0)", showlegend=False,
+        shapes=shapes, annotations=annotations, plot_bgcolor="rgba(0,0,0,0)", showlegend=False,
         xaxis={"title": "predicted", "categoryorder": "array", "categoryarray": list(classes), "side": "top",
                "showgrid": False, "zeroline": False, "tickangle": -35, "range": [-0.5, n - 0.5]},
         yaxis={"title": "true", "categoryorder": "array", "categoryarray": list(classes)[::-1], "showgrid": False,

@@ -113,6 +113,15 @@ def _load(split: str) -> tuple[Predictions, str] | None:
     return _checkpoint_predictions(predictor, ref.stem, ref.mtime, split, str(folder))
 
 
+def outline_cell(fig, classes: list[str], true: str | None, predicted: str | None) -> None:
+    """Outline the cell whose gallery is open, so the matrix shows what is being browsed."""
+    if true not in classes or predicted not in classes:
+        return
+    col, row = classes.index(predicted), len(classes) - 1 - classes.index(true)
+    fig.add_shape(type="rect", xref="x", yref="y", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5,
+                  line={"width": 3, "color": "#2b2118"}, layer="above")
+
+
 def _metrics(preds: Predictions, label: str, split: str) -> None:
     """Headline numbers."""
     metrics = preds.metrics()
@@ -139,6 +148,7 @@ def _matrix(preds: Predictions) -> None:
     """The clickable confusion matrix."""
     normalized = st.toggle("Row-normalised (share of each true class)", key="eval_normalized")
     fig = confusion_figure(preds.confusion(normalize=normalized), preds.classes, normalized=normalized)
+    outline_cell(fig, preds.classes, st.session_state.get(TRUE_KEY), st.session_state.get(PRED_KEY))
     st.plotly_chart(fig, key=MATRIX_KEY, on_select=_on_matrix_select, selection_mode="points",
                     config={"displayModeBar": False})
     st.caption("Click a cell to see its images below.")
@@ -152,7 +162,7 @@ def _pairs(preds: Predictions) -> None:
         return
     pairs = {pair_label(row): (row["true"], row["predicted"]) for _, row in confused.iterrows()}
     st.pills("Most confused pairs (true → predicted)", list(pairs), key="eval_pair", on_change=_on_pair,
-             args=(pairs,), help="Choose a pair to see its images below.")
+             args=(pairs,), help="Choose a pair to see its images below.", wrap=True)
 
 
 def _report(preds: Predictions) -> None:

@@ -1,0 +1,179 @@
+"""The real app in headless Chromium: every page opens, an upload is classified, a matrix cell click opens its gallery.
+
+Starts `streamlit run app.py` on a free port and drives Debian's chromium through Playwright (never
+`playwright install`). Screenshots of each page go to tests/artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dance import checkpoint
+from dance.data import find_data_dir, load_unlabelled
+from dance.predict import Predictor
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+PAGES = [("", "Predict"), ("evaluate", "Evaluate"), ("augment", "Augmentation preview"), ("train", "Train"),
+         ("dataset", "Data set")]  # each test opens its pages once; together they cover all five
+SETTLE_MS = 120_000
+
+
+def _free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _weights_dir() -> Path:
+    """Where the app under test reads checkpoints (the shipped weights/ unless DANCE_WEIGHTS_DIR says otherwise)."""
+    return Path(os.environ.get("DANCE_WEIGHTS_DIR") or checkpoint.WEIGHTS_DIR)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`streamlit run app.py` on a free port; yields its base URL and stops it afterwards."""
+    port = _free_port()
+    log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / 'streamlit.log'}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    """A Chromium page (1400 px wide) from Debian's chromium binary."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("BROWSER TESTS NOT RUN: no `chromium` on PATH. Install Debian's package "
+                    "(`apt-get install chromium`, done by `make test` when run as root).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(SETTLE_MS)
+        yield tab
+        browser.close()
+
+
+def settle(tab) -> None:
+    """Wait until the script run is over, no skeleton is left and every plotly chart has drawn."""
+    tab.wait_for_timeout(400)
+    tab.wait_for_function("() => document.querySelector('[data-testid=stApp]')"
+                          "?.getAttribute('data-test-script-state') === 'notRunning'")
+    tab.wait_for_function("() => document.querySelectorAll('[data-testid=stSkeleton]').length === 0 && "
+                          "Array.from(document.querySelectorAll('[data-testid=stPlotlyChart]'))"
+                          ".every(e => e.querySelector('.main-svg'))")
+    tab.wait_for_timeout(300)
+
+
+def screenshot(tab, name: str) -> Path:
+    """Screenshot of the whole page (the viewport grows to the content, since Streamlit scrolls inside)."""
+    height = tab.evaluate("() => Math.max(...Array.from(document.querySelectorAll("
+                          "'[data-testid=stMain], [data-testid=stAppViewContainer], section')).map(e => e.scrollHeight))")
+    tab.set_viewport_size({"width": 1400, "height": min(8000, max(1000, int(height)))})
+    tab.wait_for_timeout(600)
+    path = ARTIFACTS / f"{name}.png"
+    tab.screenshot(path=str(path))
+    tab.set_viewport_size({"width": 1400, "height": 1000})
+    return path
+
+
+def open_page(tab, base: str, slug: str, title: str) -> None:
+    """Navigate to a page and wait for it to finish."""
+    tab.goto(f"{base}/{slug}")
+    tab.get_by_role("heading", name=title, exact=True).first.wait_for()
+    settle(tab)
+    assert tab.locator("[data-testid=stException]").count() == 0, tab.locator("[data-testid=stException]").all_inner_texts()
+
+
+def test_augment_train_and_data_set_pages_open(server, page):
+    for slug, title in PAGES[2:]:
+        open_page(page, server, slug, title)
+        assert page.locator("[data-testid=stSidebarNav]").get_by_text(title, exact=True).count() == 1
+        screenshot(page, slug)
+    assert page.locator("[data-testid=stImage]").count() >= 8  # the data set page's sample grid
+
+
+def test_upload_on_predict_shows_the_models_label(server, page):
+    image = load_unlabelled(find_data_dir(None))[0]
+    expected = Predictor(checkpoint.load(_weights_dir() / "default")).predict([image])[0]
+    open_page(page, server, "", "Predict")
+    screenshot(page, "predict")
+    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(str(image))
+    heading = page.locator("[data-testid=stMain] h3").first
+    heading.wait_for()
+    settle(page)
+    shown = heading.inner_text().strip()
+    if expected.unsure:
+        assert shown == f"Not sure — top-2: {expected.ranked[0][0]} or {expected.ranked[1][0]}"
+    else:
+        assert shown == expected.label
+        assert page.get_by_text(f"confidence {expected.confidence:.1%}", exact=True).count() == 1
+    screenshot(page, "predict-upload")
+
+
+def test_clicking_a_confusion_matrix_cell_opens_its_gallery(server, page):
+    open_page(page, server, "evaluate", "Evaluate")
+    screenshot(page, "evaluate")
+    # Pick an off-diagonal cell with images (else the fullest cell) and click its centre.
+    target = page.evaluate("""() => {
+        const gd = document.querySelector('[data-testid=stPlotlyChart] .js-plotly-plot');
+        const cells = gd.data[0].customdata;
+        const off = cells.filter(c => c[0] !== c[1] && c[2] > 0);
+        const pick = off.length ? off[0] : cells.reduce((a, b) => (b[2] > a[2] ? b : a));
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+        gd.scrollIntoView();
+        return {true: pick[0], pred: pick[1], count: pick[2],
+                dx: xa._offset + xa.d2p(pick[1]), dy: ya._offset + ya.d2p(pick[0])};
+    }""")
+    box = page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").first.bounding_box()
+    page.mouse.click(box["x"] + target["dx"], box["y"] + target["dy"])
+    expected = f"true {target['true']}, predicted {target['pred']}"
+    page.get_by_text(expected).first.wait_for()
+    settle(page)
+    summary = page.locator("[data-testid=stMarkdownContainer]", has_text=expected).first.inner_text()
+    assert summary.startswith(f"{int(target['count'])} ")
+    captions = page.locator("[data-testid=stImageCaption]").all_inner_texts()
+    wanted = f"true {target['true']} · predicted {target['pred']}"
+    assert sum(wanted in c for c in captions[: int(target["count"])]) == min(int(target["count"]), 12)
+    screenshot(page, "evaluate-cell")
