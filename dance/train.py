@@ -26,11 +26,11 @@ from dance.config import TrainConfig
 from dance.data import (ImageCache, LabelledSet, TensorImageDataset, find_data_dir, holdout_split, load_labelled,
                         source_groups)
 from dance.engine import Callback, FitState, fit, make_optimizer, pick_device, predict_logits, softmax_np
-from dance.errors import CheckpointError, DataError
+from dance.errors import CheckpointError, DanceError, DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json
 from dance.interpret import Predictions
 from dance.models import ModelSpec, get_spec
-from dance.transforms import build_eval_transform, build_train_transform
+from dance.transforms import augmentation_stages, build_eval_transform, build_train_transform
 
 CACHE_MARGIN = 1.15  # cached images keep a little more than the input size, for random crops
 
@@ -50,6 +50,26 @@ class PreparedData:
         for name, label in zip(self.dataset.names, self.dataset.labels):
             digest.update(f"{name}\t{self.dataset.classes[label]}\n".encode())
         return digest.hexdigest()
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """Refuse impossible settings with one message (they come from the CLI, the app or a sidecar)."""
+    problems = []
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        problems.append("epochs and batch size must be at least 1")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        problems.append("the learning rate must be a positive number")
+    if cfg.image_size and not 32 <= cfg.image_size <= 1024:
+        problems.append("image size must be between 32 and 1024 pixels (or 0 for the model's own)")
+    try:
+        augmentation_stages(cfg.augment, 64)
+        pick_device(cfg.device)
+        if not problems:  # the optimizer checks its names and its numbers
+            make_optimizer(cfg, get_spec("seed-cnn").create(2, 64, pretrained=False), 1)
+    except (ValueError, RuntimeError) as exc:
+        problems.append(str(exc).rstrip("."))
+    if problems:
+        raise DanceError(f"Invalid training settings: {'; '.join(problems)}.")
 
 
 def input_size(cfg: TrainConfig) -> int:
@@ -198,6 +218,7 @@ def train(
     prepared: PreparedData | None = None,
 ) -> TrainResult:
     """Train `cfg` on the labelled set, evaluate the hold-out and save a checkpoint; returns what was made."""
+    check_settings(cfg)
     stem = checkpoint.stem_of(output) if output else default_output(cfg)
     if checkpoint.is_default(stem) and not overwrite_default:
         raise CheckpointError("Refusing to overwrite weights/default without an explicit confirmation.")

@@ -74,3 +74,34 @@ def real_data() -> Path:
     from dance.data import find_data_dir
 
     return find_data_dir(os.environ.get("DANCE_DATA"))
+
+
+def _fingerprint(folder: Path) -> dict[str, tuple]:
+    """(size, mtime, sha1) of every file under `folder`: cheap enough for the ~520 files of the data set."""
+    import hashlib
+
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() or path.is_symlink():
+            stat = path.lstat()
+            digest = hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else os.readlink(path)
+            found[str(path.relative_to(folder))] = (stat.st_size, stat.st_mtime_ns, digest)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_folder_never_written():
+    """Fails the session loudly if any test (or the code it runs) changed the real data folder."""
+    from dance.data import find_data_dir
+    from dance.errors import DataError
+
+    try:
+        folder = find_data_dir(os.environ.get("DANCE_DATA"))
+    except DataError:
+        yield  # no real data here: nothing to guard
+        return
+    before = _fingerprint(folder)
+    yield
+    after = _fingerprint(folder)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the data folder {folder} was modified during the tests: {changed[:20]}"

@@ -233,7 +233,7 @@ def test_predictor_on_uploaded_bytes_reports_each_bad_one(tiny_checkpoint):
 
 
 def run_cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # no thread contention on 2 shared cores
     return subprocess.run([sys.executable, "-m", "dance", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300)
 
