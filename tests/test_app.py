@@ -198,9 +198,9 @@ def test_matrix_click_selection_names_its_cell():
 
 
 def test_out_of_fold_split_without_runs_says_so(weights, monkeypatch):
-    from dance.ui.pages import evaluate
+    from dance import cv
 
-    monkeypatch.setattr(evaluate, "oof_runs", lambda: [])
+    monkeypatch.setattr(cv, "list_oof_runs", lambda: [])
     at = app_at("evaluate")
     at.get("button_group")[0].set_value("oof").run()
     assert not at.exception, at.exception
@@ -307,3 +307,21 @@ def test_dataset_page_without_data_names_where_it_looked(weights, tmp_path, monk
     at = app_at("dataset")
     assert len(at.error) == 1
     assert at.error[0].value.startswith("No data set found") and str(tmp_path) in at.error[0].value
+
+
+def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path, monkeypatch):
+    import numpy as np
+
+    from dance import cv
+
+    preds, _ = evaluate_checkpoint(weights / "default", synth_data, "holdout")
+    oof = tmp_path / "cv" / "run1" / "oof.csv"
+    cv.save_oof(oof, preds, np.zeros(len(preds.targets), dtype=int))
+    monkeypatch.setattr(cv, "list_oof_runs", lambda: [oof])
+    at = app_at("evaluate")
+    at.get("button_group")[0].set_value("oof").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert metric(at, "Images") == str(len(preds.targets))
+    assert metric(at, "Macro F1") == f"{preds.metrics()['macro_f1']:.3f}"
+    assert any("out-of-fold predictions of run1" in c.value for c in at.caption)
