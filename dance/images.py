@@ -9,8 +9,10 @@ to 8 bits, and transparency is composited on white.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import Union
@@ -25,6 +27,8 @@ ImageSource = Union[str, Path, bytes]
 
 MAX_BYTES = 50 * 1024 * 1024  # larger files are refused before decoding
 MAX_PIXELS = 64_000_000  # ~8000x8000; bounds decode time and memory (decompression bombs)
+LARGE_PIXELS = 16_000_000  # decodes above this take hundreds of MB each ...
+_large_decodes = threading.BoundedSemaphore(2)  # ... so at most two run at once (many users, many huge uploads)
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 
@@ -63,15 +67,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # Pillow's own conversion clips 16-bit values; scale the real range to 0..255 instead.
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
         top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
     has_alpha = img.mode in ("RGBA", "LA", "RGBa", "La", "PA") or (img.mode == "P" and "transparency" in img.info)
     if has_alpha:
         rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba)  # over white, without alpha_composite's two extra full-size RGBA copies
+        return out
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
@@ -88,9 +93,10 @@ def load_image(source: ImageSource, name: str | None = None, max_bytes: int = MA
             raise ImageError(
                 f"{name}: image is {width}x{height} pixels, over the {MAX_PIXELS // 1_000_000} megapixel limit."
             )
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
+        with _large_decodes if width * height > LARGE_PIXELS else contextlib.nullcontext():
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
     except ImageError:
         raise
     except UnidentifiedImageError:

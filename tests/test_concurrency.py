@@ -83,3 +83,29 @@ def test_concurrent_decoding_gives_the_serial_pixels(uploads):
 
     for table in run_together(decode_all):
         assert all(np.array_equal(table[n], arr) for (n, _), arr in zip(good, serial))
+
+
+def test_huge_decodes_are_limited_to_two_at_once(monkeypatch):
+    """Each decode above LARGE_PIXELS can take hundreds of MB, so concurrent uploads of huge images queue."""
+    import time
+
+    from dance import images
+
+    active, peak, lock = [0], [0], threading.Lock()
+    real = images._to_rgb
+
+    def tracked(img):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return real(img)
+
+    monkeypatch.setattr(images, "_to_rgb", tracked)
+    monkeypatch.setattr(images, "LARGE_PIXELS", 100)  # make a 20x20 image count as huge
+    data = GOOD["png-named.jpg"][0]
+    results = run_together(lambda i: load_image(data, name=f"{i}.png"))
+    assert peak[0] <= 2 and active[0] == 0
+    assert all(np.array_equal(np.asarray(r), np.asarray(results[0])) for r in results)
