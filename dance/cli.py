@@ -92,6 +92,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     explicit_default = bool(args.output) and checkpoint.is_default(args.output)
     result = train(cfg, args.data, args.output, callbacks=[_ConsoleProgress()], resume=args.resume,
                    overwrite_default=explicit_default)
+    from dance import distributed
+
+    if not distributed.is_main():
+        return 0  # under torchrun, rank 0 alone writes and prints
     stem = result.checkpoint
     atomic_write_json(stem.with_name(stem.name + ".history.json"), result.history)
     atomic_write_text(stem.with_name(stem.name + ".history.html"),
@@ -108,7 +112,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Top-k labels per image; JSON lines with --json; exit 1 if any image failed."""
     from dance.predict import Predictor, image_files
 
-    predictor = Predictor.load(args.weights, tta=args.tta)
+    predictor = Predictor.load(args.weights, tta=args.tta, backend=args.backend)
     failed = False
     for pred in predictor.predict(image_files(args.images)):
         failed |= not pred.ok
@@ -186,6 +190,40 @@ def cmd_cv(args: argparse.Namespace) -> int:
     print(f"{s['k']}-fold CV of {s['model']} at {s['image_size']} px: macro-F1 {s['macro_f1']['mean']:.4f} ± "
           f"{s['macro_f1']['std']:.4f}  accuracy {s['accuracy']['mean']:.4f} ± {s['accuracy']['std']:.4f}")
     print(f"wrote {result.out_dir}/report.md, report.json and oof.csv")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint to ONNX beside it (`<stem>.onnx`), verified against torch."""
+    from dance import checkpoint
+    from dance.export import export_onnx
+
+    if not args.onnx:
+        print("error: choose a format: --onnx", file=sys.stderr)
+        return 2
+    ckpt = checkpoint.load(args.weights)
+    path = export_onnx(ckpt, args.output)
+    print(f"wrote {path} (verified against torch; `predict` and the app now use ONNX Runtime for these weights)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the speed benchmarks and write bench/speed.md (or print with --output -)."""
+    from dance.bench import BenchOptions, run
+    from dance.fileio import atomic_write_text
+
+    opts = BenchOptions(runs=args.runs, batch_runs=args.batch_runs, models=args.models, threads=args.threads,
+                        train_images=args.train_images, train_steps=args.train_steps, train=not args.no_train,
+                        app=args.app, weights=args.weights, data=args.data,
+                        command="python -m dance bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
+                        else "python -m dance bench")
+    report = run(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.output == "-":
+        print(report)
+    else:
+        atomic_write_text(args.output, report)
+        print(report)
+        print(f"wrote {args.output}")
     return 0
 
 
@@ -300,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--top", type=int, default=3, help="labels shown per image")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flip + crops)")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="inference engine (auto: ONNX Runtime when a verified export exists)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on its hold-out (or all labelled images)")
@@ -325,6 +365,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="test-time augmentation on held-out folds")
     _add_train_options(p)
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (faster CPU inference)")
+    p.add_argument("--onnx", action="store_true", help="write <checkpoint>.onnx")
+    p.add_argument("--weights", default="default", help="checkpoint name in weights/ or path")
+    p.add_argument("--output", help="file to write (default: beside the checkpoint)")
+    p.set_defaults(func=cmd_export)
+
+    from dance.models import REGISTRY
+
+    p = sub.add_parser("bench", help="measure inference latency and training throughput; write bench/speed.md")
+    data_option(p)
+    p.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per measurement (after warm-up)")
+    p.add_argument("--batch-runs", type=int, default=10, help="timed batch-32 calls per measurement")
+    p.add_argument("--models", nargs="+", default=list(REGISTRY), choices=list(REGISTRY))
+    p.add_argument("--threads", type=int, default=0, help="torch / ONNX Runtime threads (0: all cores)")
+    p.add_argument("--weights", default="default", help="checkpoint for the end-to-end figure")
+    p.add_argument("--train-images", type=int, default=128, help="images in the training-throughput run")
+    p.add_argument("--train-steps", type=int, default=6, help="timed training steps per pipeline (0: skip)")
+    p.add_argument("--no-train", action="store_true", help="skip the training-throughput part")
+    p.add_argument("--app", action="store_true", help="also time the Streamlit app in headless Chromium")
+    p.add_argument("--output", default="bench/speed.md", help="Markdown file to write, or - to only print")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("check", help="validate a data set (rows and images) without training")
     data_option(p)

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from dance import distributed
 from dance.config import TrainConfig
 from dance.models import Classifier
 from dance.transforms import tta_views
@@ -49,6 +50,15 @@ class FitState:
     best_loss: float = math.inf
     best_state: dict | None = None
     stale_epochs: int = 0
+    wrapped: nn.Module | None = None  # the DistributedDataParallel wrapper under torchrun; trains in place of model
+
+
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move `model` to `device`; on CUDA also to channels_last, the layout bf16 convolutions are fastest in."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 def make_optimizer(cfg: TrainConfig, model: Classifier, steps_per_epoch: int):
@@ -107,6 +117,9 @@ def train_one_epoch(
     if getattr(loader, "generator", None) is not None:
         loader.generator.manual_seed(epoch_seed)
     generator = torch.Generator().manual_seed(epoch_seed)
+    if isinstance(getattr(loader, "sampler", None), DistributedSampler):
+        loader.sampler.set_epoch(state.epoch)  # a new shuffle of the shards each epoch
+    net = state.wrapped if state.wrapped is not None else model
     for batch, (images, targets) in enumerate(loader):
         if stop is not None and stop.is_set():
             break
@@ -116,11 +129,11 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             if cfg.mixup > 0:
                 mixed, t1, t2, lam = _mixup(images, targets, cfg.mixup, generator)
-                logits = model(mixed).float()
+                logits = net(mixed).float()
                 loss = lam * F.cross_entropy(logits, t1, label_smoothing=cfg.label_smoothing) + (1 - lam) * F.cross_entropy(
                     logits, t2, label_smoothing=cfg.label_smoothing)
             else:
-                logits = model(images).float()
+                logits = net(images).float()
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -131,6 +144,7 @@ def train_one_epoch(
         seen += len(targets)
         for cb in callbacks:
             cb.on_batch_end(state.epoch, batch + 1, len(loader), float(loss.detach()))
+    total_loss, correct, seen = distributed.sum_across([total_loss, correct, seen], device)  # over every rank's shard
     return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1)}
 
 
@@ -148,6 +162,8 @@ def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device, t
     all_logits, all_targets = [], []
     for images, targets in loader:
         images = images.to(device)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             if tta:
                 logits = torch.stack([model(v).float().log_softmax(1) for v in tta_views(images)]).mean(0)
@@ -179,7 +195,7 @@ def fit(
     Each epoch appends a record (epoch, losses, accuracies, lr, seconds) to `state.history`
     and is announced to every callback; a callback returning False, or `stop` being set, ends the run.
     """
-    state.model.to(device)
+    place_model(state.model, device)
     while state.epoch < cfg.epochs:
         started = time.perf_counter()
         record = {"epoch": state.epoch + 1, **train_one_epoch(state, train_loader, cfg, device, callbacks, stop)}
@@ -202,6 +218,7 @@ def fit(
         for cb in callbacks:
             if cb.on_epoch_end(record) is False:
                 keep_going = False
+        keep_going = distributed.agree(keep_going)  # callbacks run on rank 0 only; every rank stops together
         if not keep_going:
             break
     if state.best_state is not None:

@@ -1,0 +1,449 @@
+"""Benchmarks behind bench/speed.md: inference latency per backend, end-to-end predict, training throughput.
+
+Every figure in speed.md is produced here (`python -m dance bench`); tests never time anything.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from dance import checkpoint
+from dance.models import REGISTRY, get_spec
+
+DEFAULT_MODEL = "effnet-lite0"
+CLASSES = 8
+
+
+@dataclass
+class Timing:
+    """Per-call wall times in seconds."""
+
+    times: list[float]
+
+    @property
+    def median_ms(self) -> float:
+        """Median in milliseconds."""
+        return statistics.median(self.times) * 1e3
+
+    @property
+    def p95_ms(self) -> float:
+        """95th percentile in milliseconds."""
+        return float(np.percentile(self.times, 95)) * 1e3
+
+
+def time_calls(fn: Callable[[], object], runs: int, warmup: int = 10) -> Timing:
+    """Call `fn` `warmup` times untimed, then `runs` times timed."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return Timing(times)
+
+
+def machine_info() -> dict[str, str]:
+    """CPU model, cores, load and library versions: printed beside every figure."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+    import PIL
+
+    info = {
+        "cpu": cpu, "cores": str(os.cpu_count()), "torch threads": str(torch.get_num_threads()),
+        "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "pillow": PIL.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        info["load average (1/5/15 min, at start)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+def _untrained_checkpoint(name: str, folder: Path) -> checkpoint.Checkpoint:
+    """A checkpoint of `name` with untrained head (latency does not depend on the weights' values)."""
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    model = spec.create(CLASSES, spec.input_size, pretrained=False).eval()
+    meta = {"arch": name, "classes": [f"c{i}" for i in range(CLASSES)], "image_size": spec.input_size,
+            "mean": list(spec.mean), "std": list(spec.std)}
+    stem = checkpoint.save(folder / name, model, meta)
+    return checkpoint.load(stem)
+
+
+# --- inference latency -------------------------------------------------------------------------------------------
+
+def model_latency(ckpt: checkpoint.Checkpoint, runs: int, batch_runs: int, batch: int = 32) -> list[dict]:
+    """Batch-1 latency and batch-`batch` throughput for eager torch, inference_mode + channels_last and ORT."""
+    from dance.export import OnnxSession, export_onnx
+
+    size = ckpt.image_size
+    model = ckpt.model.eval()
+    x1 = torch.randn(1, 3, size, size)
+    xb = torch.randn(batch, 3, size, size)
+    onnx_file = export_onnx(ckpt, ckpt.path.with_suffix(".onnx"))
+    session = OnnxSession(onnx_file)
+    cl_model = ckpt.model  # converted in place below, after the eager runs
+
+    def eager(x):
+        with torch.no_grad():
+            return model(x)
+
+    rows = []
+    for label, make in (
+        ("torch eager (no_grad)", lambda: eager),
+        ("torch inference_mode + channels_last", lambda: _channels_last_runner(cl_model)),
+        ("ONNX Runtime", lambda: lambda x: session.run(x.numpy())),
+    ):
+        fn = make()
+        single = time_calls(lambda: fn(x1), runs)
+        many = time_calls(lambda: fn(xb), batch_runs, warmup=2)
+        rows.append({"model": ckpt.meta["arch"], "size": size, "backend": label, "median_ms": single.median_ms,
+                     "p95_ms": single.p95_ms, "batch_images_s": batch / statistics.median(many.times)})
+    cl_model.to(memory_format=torch.contiguous_format)
+    return rows
+
+
+def _channels_last_runner(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`model` in channels_last under inference_mode."""
+    model.to(memory_format=torch.channels_last)
+
+    def run(x):
+        with torch.inference_mode():
+            return model(x.contiguous(memory_format=torch.channels_last))
+    return run
+
+
+# --- end to end --------------------------------------------------------------------------------------------------
+
+def typical_photo(data_dir: Path | None) -> tuple[str, bytes]:
+    """The data set's median-sized training JPEG (name, bytes), or a synthetic 275x183 photo-like JPEG."""
+    if data_dir is not None:
+        files = sorted((data_dir / "train").glob("*.jpg"), key=lambda p: (p.stat().st_size, p.name))
+        if files:
+            chosen = files[len(files) // 2]
+            return chosen.name, chosen.read_bytes()
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arr = (rng.random((183, 275, 3)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format="JPEG", quality=90)
+    return "synthetic.jpg", buffer.getvalue()
+
+
+def end_to_end(ckpt: checkpoint.Checkpoint, photo: tuple[str, bytes], runs: int) -> list[dict]:
+    """Predictor.predict on JPEG bytes (decode + resize + model + softmax), per backend."""
+    from dance.predict import Predictor
+
+    rows = []
+    name, data = photo
+    for backend in ("torch", "onnx"):
+        predictor = Predictor(ckpt, backend=backend)
+        timing = time_calls(lambda: predictor.predict([(name, data)]), runs)
+        rows.append({"backend": backend, "median_ms": timing.median_ms, "p95_ms": timing.p95_ms})
+    return rows
+
+
+def decode_costs(photo: tuple[str, bytes], runs: int) -> dict:
+    """Time of each preprocessing step for one photo: decode, resize to the cache side, tensor transform."""
+    from dance.images import load_image, resize_shorter, to_uint8_tensor
+    from dance.transforms import build_eval_transform
+
+    name, data = photo
+    size = get_spec(DEFAULT_MODEL).input_size
+    side = math.ceil(size * 1.15)
+    transform = build_eval_transform(size, (0.5,) * 3, (0.5,) * 3)
+    img = load_image(data, name)
+    small = resize_shorter(img, side)
+    return {
+        "decode": time_calls(lambda: load_image(data, name), runs).median_ms,
+        "resize": time_calls(lambda: resize_shorter(img, side), runs).median_ms,
+        "tensor + normalise": time_calls(lambda: transform(to_uint8_tensor(small)), runs).median_ms,
+        "pixels": f"{img.size[0]}x{img.size[1]}",
+    }
+
+
+# --- training throughput -----------------------------------------------------------------------------------------
+
+class _NaiveDataset(torch.utils.data.Dataset):
+    """What most notebooks do: open and decode the JPEG with PIL on every access, torchvision PIL transforms."""
+
+    def __init__(self, paths: Sequence[Path], labels: np.ndarray, transform):
+        self.paths, self.labels, self.transform = list(paths), labels, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        with Image.open(self.paths[index]) as img:
+            return self.transform(img.convert("RGB")), int(self.labels[index])
+
+
+def _naive_transform(size: int, mean, std):
+    """The same augmentation family as ours ('strong' preset), as classic torchvision PIL transforms."""
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.RandomResizedCrop(size, scale=(0.35, 1.0)), T.RandomHorizontalFlip(), T.RandomAffine(15, (0.1, 0.1)),
+        T.TrivialAugmentWide(), T.ColorJitter(0.2, 0.2, 0.2), T.ToTensor(), T.Normalize(mean, std),
+    ])
+
+
+def training_throughput(data_dir: Path, model_name: str, images: int, epochs: int, steps: int,
+                        workers: int = 2) -> dict:
+    """Images/s of our pipeline vs the naive one: data loading alone, and full training steps with the model.
+
+    Ours: every image decoded once into a uint8 cache (its one-time cost reported separately), augmented
+    in-process on tensors. Naive: a DataLoader with `workers` processes re-decoding each JPEG with PIL.
+    """
+    from dance.config import AugmentConfig, TrainConfig
+    from dance.data import ImageCache, load_labelled
+    from dance.engine import make_optimizer
+    from dance.train import CACHE_MARGIN, make_loader
+    from dance.transforms import build_train_transform
+
+    spec = get_spec(model_name)
+    size = spec.input_size
+    dataset = load_labelled(data_dir, limit=images)
+    labels = dataset.labels
+    index = np.arange(len(labels))
+    batch = 32
+
+    start = time.perf_counter()
+    tensors = ImageCache(side=math.ceil(size * CACHE_MARGIN)).load_all(dataset.paths)
+    decode_once_s = time.perf_counter() - start
+    ours = make_loader(tensors, labels, index, build_train_transform(AugmentConfig(), size, spec.mean, spec.std),
+                       batch, True, 0)
+    naive = torch.utils.data.DataLoader(
+        _NaiveDataset(dataset.paths, labels, _naive_transform(size, spec.mean, spec.std)), batch_size=batch,
+        shuffle=True, num_workers=workers, drop_last=True, persistent_workers=False)
+
+    def load_rate(loader) -> float:
+        seen, start = 0, time.perf_counter()
+        for _ in range(epochs):
+            for images_, _ in loader:
+                seen += len(images_)
+        return seen / (time.perf_counter() - start)
+
+    result = {"images": len(labels), "decode_once_s": decode_once_s, "model": model_name, "workers": workers,
+              "epochs": epochs, "loader_ours": load_rate(ours), "loader_naive": load_rate(naive)}
+
+    cfg = TrainConfig(model=model_name, freeze_epochs=0)
+    torch.manual_seed(0)
+    model = spec.create(len(dataset.classes), size, pretrained=False)
+    optimizer, _ = make_optimizer(cfg, model, steps)
+
+    def step_rate(loader) -> float:
+        model.train()
+        seen, done, start = 0, 0, time.perf_counter()
+        while done < steps:
+            for images_, targets in loader:
+                loss = torch.nn.functional.cross_entropy(model(images_), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                seen, done = seen + len(images_), done + 1
+                if done >= steps:
+                    break
+        return seen / (time.perf_counter() - start)
+
+    step_rate(ours) if steps else None  # warm-up: first steps allocate
+    result["train_ours"] = step_rate(ours) if steps else float("nan")
+    result["train_naive"] = step_rate(naive) if steps else float("nan")
+    result["steps"] = steps
+    return result
+
+
+# --- the app -----------------------------------------------------------------------------------------------------
+
+def app_timings(photo: tuple[str, bytes], timeout: float = 60.0) -> dict:
+    """Seconds from `streamlit run app.py` to the first rendered page, and from upload to the shown prediction.
+
+    Uses headless Chromium (Debian's `chromium`) through Playwright. Raises RuntimeError when unavailable.
+    """
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "app.py").is_file():
+        raise RuntimeError("app.py not found")
+    browser_path = shutil.which("chromium")
+    if not browser_path:
+        raise RuntimeError("chromium not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.headless", "true",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    started = time.perf_counter()
+    server = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=browser_path, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--no-first-run"])
+            page = browser.new_page()
+            deadline = started + timeout
+            while True:
+                try:
+                    page.goto(f"http://localhost:{port}", timeout=5000)
+                    break
+                except Exception:  # server not listening yet
+                    if time.perf_counter() > deadline:
+                        raise RuntimeError("streamlit did not answer") from None
+                    time.sleep(0.1)
+            page.wait_for_selector("[data-testid='stFileUploader'], [data-testid='stFileUploaderDropzone']",
+                                   timeout=timeout * 1000)
+            page.wait_for_selector("[data-testid='stStatusWidget']", state="detached", timeout=timeout * 1000)
+            first_page_s = time.perf_counter() - started
+            name, data = photo
+            uploaded = time.perf_counter()
+            page.locator("input[type='file']").first.set_input_files(
+                files=[{"name": name, "mimeType": "image/jpeg", "buffer": data}])
+            page.wait_for_function(
+                "() => /\\d+(\\.\\d+)?\\s*%/.test(document.body.innerText)", timeout=timeout * 1000)
+            upload_s = time.perf_counter() - uploaded
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {"first_page_s": first_page_s, "upload_to_prediction_s": upload_s}
+
+
+def _free_port() -> int:
+    """A TCP port nobody listens on right now (other apps may run on this machine)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- report ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class BenchOptions:
+    """What to run and how long."""
+
+    runs: int = 200
+    batch_runs: int = 10
+    models: list[str] = field(default_factory=lambda: list(REGISTRY))
+    threads: int = 0  # 0: all cores
+    train_images: int = 128
+    train_epochs: int = 2
+    train_steps: int = 6
+    workers: int = 2
+    train: bool = True
+    app: bool = False
+    weights: str = "default"
+    data: str | None = None
+    command: str = ""
+
+
+def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
+    """Run the benchmarks and return speed.md as Markdown."""
+    from dance.data import find_data_dir
+    from dance.errors import DanceError
+
+    torch.set_num_threads(opts.threads or os.cpu_count() or 1)
+    info = machine_info()
+    lines = ["# Speed", "", f"Command: `{opts.command}`  ", f"Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+             ""]
+    lines += ["| machine | |", "|---|---|", *[f"| {k} | {v} |" for k, v in info.items()], ""]
+    loadavg = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if loadavg > 0.5:
+        lines += [f"**Shared, loaded machine**: the 1-minute load average was {loadavg:.2f} on "
+                  f"{os.cpu_count()} cores when the run started (other jobs were running), so absolute "
+                  "figures are noisy and pessimistic; ratios within one run are the meaningful part.", ""]
+    try:
+        data_dir = find_data_dir(opts.data)
+    except DanceError:
+        data_dir = None
+    photo = typical_photo(data_dir)
+
+    with tempfile.TemporaryDirectory(prefix="dance-bench-") as tmp:
+        lines += [f"## Batch-1 latency and batch-32 throughput (CPU, {torch.get_num_threads()} threads)", "",
+                  f"Median and p95 over {opts.runs} calls after 10 warm-up calls; batch 32: median of "
+                  f"{opts.batch_runs} calls. Random input at the model's own size; weights untrained (latency "
+                  "does not depend on their values).", "",
+                  "| model | input | backend | median ms | p95 ms | batch-32 images/s |", "|---|---|---|---|---|---|"]
+        for name in opts.models:
+            log(f"latency: {name}")
+            for row in model_latency(_untrained_checkpoint(name, Path(tmp)), opts.runs, opts.batch_runs):
+                lines.append(f"| {row['model']} | {row['size']} | {row['backend']} | {row['median_ms']:.1f} | "
+                             f"{row['p95_ms']:.1f} | {row['batch_images_s']:.0f} |")
+        lines.append("")
+
+        try:
+            ckpt = checkpoint.load(opts.weights)
+            which = f"checkpoint `{ckpt.name}` ({ckpt.meta['arch']}, {ckpt.image_size} px)"
+        except DanceError:
+            ckpt = _untrained_checkpoint(DEFAULT_MODEL, Path(tmp) / "e2e")
+            which = f"untrained {DEFAULT_MODEL} (no `{opts.weights}` checkpoint found)"
+        log("end to end")
+        rows = end_to_end(ckpt, photo, opts.runs)
+        costs = decode_costs(photo, opts.runs)
+        lines += ["## End to end: JPEG bytes -> probabilities (the app's path)", "",
+                  f"`Predictor.predict([(name, bytes)])` with {which}, on `{photo[0]}` ({len(photo[1]) / 1e3:.1f} kB,"
+                  f" {costs['pixels']} px; the data set's median-sized photo). {opts.runs} calls after warm-up.", "",
+                  "| backend | median ms | p95 ms |", "|---|---|---|",
+                  *[f"| {r['backend']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} |" for r in rows], "",
+                  f"Of which (median ms): decode {costs['decode']:.2f}, resize {costs['resize']:.2f}, "
+                  f"tensor + normalise {costs['tensor + normalise']:.2f}.", ""]
+
+    if opts.train and data_dir is not None:
+        log("training throughput")
+        t = training_throughput(data_dir, DEFAULT_MODEL, opts.train_images, opts.train_epochs, opts.train_steps,
+                                opts.workers)
+        lines += ["## Training input pipeline: ours vs the naive notebook pipeline", "",
+                  f"{t['images']} real training images, batch 32, {t['model']} at its input size with the default "
+                  "'strong' augmentation. *Ours*: each JPEG decoded once into a uint8 tensor cache "
+                  f"(one-time cost {t['decode_once_s']:.1f} s), augmentation in-process on tensors. *Naive*: a "
+                  f"DataLoader with {t['workers']} worker processes that re-opens and decodes each JPEG with PIL and "
+                  "applies torchvision PIL transforms every epoch.", "",
+                  "| measure | ours images/s | naive images/s | ratio |", "|---|---|---|---|",
+                  f"| data loading only ({t['epochs']} epochs) | {t['loader_ours']:.0f} | {t['loader_naive']:.0f} | "
+                  f"{t['loader_ours'] / t['loader_naive']:.2f}x |"]
+        if t["steps"]:
+            lines.append(f"| training steps (forward + backward + AdamW, {t['steps']} steps) | {t['train_ours']:.1f} | "
+                         f"{t['train_naive']:.1f} | {t['train_ours'] / t['train_naive']:.2f}x |")
+        lines.append("")
+
+    if opts.app:
+        log("app")
+        try:
+            a = app_timings(photo)
+            lines += ["## App responsiveness (headless Chromium)", "",
+                      f"- `streamlit run app.py` to first rendered page: {a['first_page_s']:.2f} s",
+                      f"- upload of `{photo[0]}` to shown prediction: {a['upload_to_prediction_s']:.2f} s", ""]
+        except Exception as exc:  # any browser/app failure is reported, not fatal to the other figures
+            lines += ["## App responsiveness", "", f"Not measured: {type(exc).__name__}: {exc}", ""]
+    return "\n".join(lines) + "\n"
