@@ -23,8 +23,9 @@ def history_figure(history: Sequence[dict]) -> go.Figure:
             if key in frame:
                 fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[key], mode="lines+markers", name=f"{split} {metric}",
                                          line={"dash": dash}), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=360, margin={"t": 40, "b": 40, "l": 40, "r": 20}, legend={"orientation": "h"})
+    fig.update_xaxes(title_text="epoch", tick0=1, dtick=max(1, len(frame) // 10))  # whole epochs only
+    fig.update_layout(height=380, margin={"t": 40, "b": 40, "l": 40, "r": 20},
+                      legend={"orientation": "h", "y": -0.28})  # below the axis titles, not over them
     return fig
 
 
