@@ -11,7 +11,6 @@ import streamlit as st
 
 from dance.data import load_unlabelled
 from dance.errors import DanceError
-from dance.images import UPLOAD_TYPES
 from dance.plots import probability_figure
 from dance.predict import ImagePrediction, Predictor
 from dance.ui.common import (CheckpointRef, bytes_thumbnail, card_frame, checkpoint_picker, data_dir_or_error,
