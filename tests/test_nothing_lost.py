@@ -143,3 +143,36 @@ def test_impossible_settings_refused_before_anything_is_written(synth_data, tmp_
     with pytest.raises(DanceError, match=message):
         train(cfg, synth_data, tmp_path / "never")
     assert list(tmp_path.iterdir()) == []
+
+
+def non_atomic_writes(source: str, name: str) -> list[str]:
+    """Calls that write a file in place (a crash mid-write would leave half a file)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source, filename=name)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = ast.unparse(node.func)
+        mode = next((ast.unparse(a) for a in node.args[1:2]), None) or next(
+            (ast.unparse(k.value) for k in node.keywords if k.arg == "mode"), "'r'")
+        to_path = bool(node.args) and not (isinstance(node.args[0], ast.Constant) and node.args[0].value is None)
+        if func.endswith((".write_text", ".write_bytes", "torch.save", "json.dump", "np.save", "numpy.save")) \
+                and not (func.endswith("np.save") and ast.unparse(node.args[0]) == "buffer"):
+            found.append(f"{name}:{node.lineno} {func}")
+        elif func in ("open", "io.open") and any(c in mode for c in "wax+"):
+            found.append(f"{name}:{node.lineno} open(..., {mode})")
+        elif func.endswith((".to_csv", ".to_json", ".to_parquet", ".to_html", "write_html", "write_image")) and to_path:
+            found.append(f"{name}:{node.lineno} {func} to a path")
+    return found
+
+
+def test_package_writes_files_only_atomically():
+    sources = [p for p in (ROOT / "dance").rglob("*.py") if p.name != "fileio.py"]
+    assert [f for p in sources for f in non_atomic_writes(p.read_text(), p.name)] == []
+
+
+def test_non_atomic_write_checker_fires():
+    bad = ("p.write_text('x')\nopen(p, 'w')\nframe.to_csv('a.csv')\ntorch.save(m, 'm.pt')\n"
+           "frame.to_csv(index=False)\nopen(p)\nnp.save(buffer, a, allow_pickle=False)\n")
+    assert [f.split(":")[1].split()[0] for f in non_atomic_writes(bad, "bad.py")] == ["1", "2", "3", "4"]
