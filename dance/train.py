@@ -19,13 +19,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
-from dance import checkpoint
+from dance import checkpoint, distributed
 from dance.config import TrainConfig
 from dance.data import (ImageCache, LabelledSet, TensorImageDataset, find_data_dir, holdout_split, load_labelled,
                         source_groups)
-from dance.engine import Callback, FitState, fit, make_optimizer, pick_device, predict_logits, softmax_np
+from dance.engine import (Callback, FitState, fit, make_optimizer, pick_device, place_model, predict_logits,
+                          softmax_np)
 from dance.errors import CheckpointError, DanceError, DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json
 from dance.interpret import Predictions
@@ -96,6 +97,14 @@ def make_loader(
     """A DataLoader over cached tensors at `index` (in-process: decoding is already done)."""
     dataset = TensorImageDataset([tensors[i] for i in index], labels[list(index)], transform)
     generator = torch.Generator().manual_seed(seed)
+    if shuffle and distributed.active():
+        # torchrun: each rank trains on its own shard with its share of the global batch, so N processes take
+        # the same optimiser steps on the same effective batch size as one (evaluation loaders stay whole).
+        world = torch.distributed.get_world_size()
+        drop = len(dataset) > batch_size
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=drop)
+        return DataLoader(dataset, batch_size=distributed.per_rank_batch(batch_size, world), sampler=sampler,
+                          num_workers=0, drop_last=drop)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0,
                       drop_last=shuffle and len(dataset) > batch_size)
 
@@ -223,6 +232,7 @@ def train(
     if checkpoint.is_default(stem) and not overwrite_default:
         raise CheckpointError("Refusing to overwrite weights/default without an explicit confirmation.")
     spec, size, device = get_spec(cfg.model), input_size(cfg), pick_device(cfg.device)
+    ctx, device = distributed.setup(device)  # under torchrun: join the group; rank 0 alone logs and writes
     prepared = prepared or prepare_data(cfg, data_dir)
     labels = prepared.dataset.labels
     if cfg.val_fraction > 0:
@@ -238,11 +248,17 @@ def train(
         if not state_paths(stem)[0].is_file():
             raise CheckpointError(f"Nothing to resume: no training state for {stem}.")
         load_training_state(stem, state, len(train_loader))
-    fit(cfg, state, train_loader, val_loader, device, [_StateSaver(stem, state), *callbacks], stop)
+    place_model(state.model, device)
+    state.wrapped = distributed.wrap(state.model, device, find_unused=cfg.freeze_epochs > 0 and spec.pretrained)
+    callbacks = [_StateSaver(stem, state), *callbacks] if ctx.is_main else []
+    fit(cfg, state, train_loader, val_loader, device, callbacks, stop)
     stopped = bool(stop is not None and stop.is_set())
     holdout = None
     extra: dict = {"history": state.history, "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed,
                                                        "val_images": [prepared.dataset.names[i] for i in val_idx]}}
+    if not ctx.is_main:
+        distributed.barrier()  # returns once rank 0 has written the checkpoint
+        return TrainResult(stem, state.history, None, stopped)
     if val_loader is not None:
         logits, targets = predict_logits(state.model, val_loader, device)
         holdout = Predictions(softmax_np(logits), targets.numpy(), [str(prepared.dataset.paths[i]) for i in val_idx],
@@ -252,6 +268,7 @@ def train(
     checkpoint.save(stem, state.model, sidecar_meta(cfg, spec, size, prepared, **extra))
     for path in state_paths(stem):
         path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
+    distributed.barrier()
     return TrainResult(stem, state.history, holdout, stopped)
 
 
