@@ -26,6 +26,13 @@ from dance.fileio import atomic_write_bytes, atomic_write_json
 from dance.models import Classifier, ModelSpec, get_spec
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_ENV = "DANCE_WEIGHTS_DIR"  # where the CLI and the app look for named checkpoints, when set
+
+
+def weights_root() -> Path:
+    """The checkpoint folder: $DANCE_WEIGHTS_DIR when set, else the project's weights/."""
+    override = os.environ.get(WEIGHTS_ENV)
+    return Path(override) if override else WEIGHTS_DIR
 DEFAULT_NAME = "default"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
 FORMAT_VERSION = 1
@@ -37,12 +44,13 @@ def stem_of(path: str | os.PathLike) -> Path:
     return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
 
 
-def is_default(path: str | os.PathLike, weights_dir: Path = WEIGHTS_DIR) -> bool:
+def is_default(path: str | os.PathLike, weights_dir: Path | None = None) -> bool:
     """Whether `path` names the shipped default checkpoint."""
-    return stem_of(path).resolve() == (weights_dir / DEFAULT_NAME).resolve()
+    roots = [weights_dir] if weights_dir else [weights_root(), WEIGHTS_DIR]  # the shipped one is always protected
+    return any(stem_of(path).resolve() == (root / DEFAULT_NAME).resolve() for root in roots)
 
 
-def resolve(name_or_path: str | os.PathLike | None, weights_dir: Path = WEIGHTS_DIR) -> Path:
+def resolve(name_or_path: str | os.PathLike | None, weights_dir: Path | None = None) -> Path:
     """A checkpoint name (`default`, `my-run`) or path -> its stem; refuses pickle-based files."""
     text = str(name_or_path or DEFAULT_NAME)
     path = Path(text)
@@ -52,7 +60,7 @@ def resolve(name_or_path: str | os.PathLike | None, weights_dir: Path = WEIGHTS_
         )
     if path.suffix in ("", ".json", ".safetensors") and not path.parent.parts and not path.exists() \
             and not Path(text + ".safetensors").exists():
-        path = weights_dir / text  # a bare name means a checkpoint in weights/
+        path = (weights_dir or weights_root()) / text  # a bare name means a checkpoint in weights/
     return stem_of(path)
 
 
@@ -162,7 +170,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def load(name_or_path: str | os.PathLike | None = None, weights_dir: Path = WEIGHTS_DIR) -> Checkpoint:
+def load(name_or_path: str | os.PathLike | None = None, weights_dir: Path | None = None) -> Checkpoint:
     """Rebuild the model described by the sidecar and load its safetensors weights; raises CheckpointError."""
     stem = resolve(name_or_path, weights_dir)
     meta = read_sidecar(stem)
@@ -199,8 +207,9 @@ def load(name_or_path: str | os.PathLike | None = None, weights_dir: Path = WEIG
     return Checkpoint(stem, model, spec, meta)
 
 
-def list_checkpoints(weights_dir: Path = WEIGHTS_DIR) -> list[Path]:
+def list_checkpoints(weights_dir: Path | None = None) -> list[Path]:
     """Stems of every checkpoint (sidecar + weights) in `weights_dir`, default first, then newest first."""
+    weights_dir = weights_dir or weights_root()
     if not weights_dir.is_dir():
         return []
     stems = [p.with_suffix("") for p in weights_dir.glob("*.json") if p.with_suffix(".safetensors").is_file()]

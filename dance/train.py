@@ -62,6 +62,10 @@ def check_settings(cfg: TrainConfig) -> None:
         problems.append("the learning rate must be a positive number")
     if cfg.image_size and not 32 <= cfg.image_size <= 1024:
         problems.append("image size must be between 32 and 1024 pixels (or 0 for the model's own)")
+    if cfg.method not in ("finetune", "probe"):
+        problems.append("method must be finetune or probe")
+    elif cfg.method == "probe" and not get_spec(cfg.model).pretrained:
+        problems.append(f"the probe needs a pretrained backbone; {cfg.model} has none")
     try:
         augmentation_stages(cfg.augment, 64)
         pick_device(cfg.device)
@@ -213,7 +217,7 @@ def default_output(cfg: TrainConfig) -> Path:
     """weights/<model>-<timestamp>: a new name, so no run overwrites another."""
     from datetime import datetime
 
-    return checkpoint.WEIGHTS_DIR / f"{cfg.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return checkpoint.weights_root() / f"{cfg.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def train(
@@ -243,33 +247,39 @@ def train(
     eval_tf = build_eval_transform(size, spec.mean, spec.std)
     train_loader = make_loader(prepared.tensors, labels, train_idx, train_tf, cfg.batch_size, True, cfg.seed)
     val_loader = make_loader(prepared.tensors, labels, val_idx, eval_tf, 64, False) if len(val_idx) else None
-    state = build_state(cfg, len(prepared.dataset.classes), len(train_loader), size)
-    if resume:
-        if not state_paths(stem)[0].is_file():
-            raise CheckpointError(f"Nothing to resume: no training state for {stem}.")
-        load_training_state(stem, state, len(train_loader))
-    place_model(state.model, device)
-    state.wrapped = distributed.wrap(state.model, device, find_unused=cfg.freeze_epochs > 0 and spec.pretrained)
-    callbacks = [_StateSaver(stem, state), *callbacks] if ctx.is_main else []
-    fit(cfg, state, train_loader, val_loader, device, callbacks, stop)
+    if cfg.method == "probe":
+        from dance.probe import fit_probe
+
+        model, history, _ = fit_probe(cfg, prepared, train_idx, val_idx, size)
+    else:
+        state = build_state(cfg, len(prepared.dataset.classes), len(train_loader), size)
+        if resume:
+            if not state_paths(stem)[0].is_file():
+                raise CheckpointError(f"Nothing to resume: no training state for {stem}.")
+            load_training_state(stem, state, len(train_loader))
+        place_model(state.model, device)
+        state.wrapped = distributed.wrap(state.model, device, find_unused=cfg.freeze_epochs > 0 and spec.pretrained)
+        callbacks = [_StateSaver(stem, state), *callbacks] if ctx.is_main else []
+        fit(cfg, state, train_loader, val_loader, device, callbacks, stop)
+        model, history = state.model, state.history
     stopped = bool(stop is not None and stop.is_set())
     holdout = None
-    extra: dict = {"history": state.history, "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed,
+    extra: dict = {"history": history, "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed,
                                                        "val_images": [prepared.dataset.names[i] for i in val_idx]}}
     if not ctx.is_main:
         distributed.barrier()  # returns once rank 0 has written the checkpoint
-        return TrainResult(stem, state.history, None, stopped)
+        return TrainResult(stem, history, None, stopped)
     if val_loader is not None:
-        logits, targets = predict_logits(state.model, val_loader, device)
+        logits, targets = predict_logits(model.to(device), val_loader, device)
         holdout = Predictions(softmax_np(logits), targets.numpy(), [str(prepared.dataset.paths[i]) for i in val_idx],
                               prepared.dataset.classes)
         extra["metrics"] = {"holdout": holdout.metrics()}
-    state.model.cpu()
-    checkpoint.save(stem, state.model, sidecar_meta(cfg, spec, size, prepared, **extra))
+    model.cpu()
+    checkpoint.save(stem, model, sidecar_meta(cfg, spec, size, prepared, **extra))
     for path in state_paths(stem):
         path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     distributed.barrier()
-    return TrainResult(stem, state.history, holdout, stopped)
+    return TrainResult(stem, history, holdout, stopped)
 
 
 def check_data(data_dir: str | os.PathLike | None = None) -> PreparedData:
