@@ -190,11 +190,17 @@ def choose_session(ckpt: Checkpoint, backend: str = "auto"):
         return export.cached_session(ckpt)
     try:
         session = export.find_session(ckpt)
-        if session is None and checkpoint.WEIGHTS_DIR.resolve() in ckpt.path.resolve().parents:
+        if session is None and _served(ckpt):
             session = export.cached_session(ckpt)
         return session
     except (CheckpointError, ImportError, RuntimeError, OSError):
         return None  # onnxruntime missing or export impossible: torch still answers
+
+
+def _served(ckpt: Checkpoint) -> bool:
+    """Whether the checkpoint lives in weights/ (or $DANCE_WEIGHTS_DIR): the ones the app and CLI serve by name."""
+    roots = {checkpoint.WEIGHTS_DIR.resolve(), checkpoint.weights_root().resolve()}
+    return ckpt.path.resolve().parent in roots
 
 
 def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
