@@ -188,6 +188,33 @@ def decode_costs(photo: tuple[str, bytes], runs: int) -> dict:
     }
 
 
+def draft_decode_gain(data_dir: Path | None, runs: int) -> dict | None:
+    """Decode time of the data set's largest JPEG: full `load_image` vs Pillow draft mode at the cache side."""
+    if data_dir is None:
+        return None
+    files = sorted((data_dir / "train").glob("*.jpg"), key=lambda p: (p.stat().st_size, p.name))
+    if not files:
+        return None
+    from PIL import Image
+
+    from dance.images import load_image
+
+    data = files[-1].read_bytes()
+    side = math.ceil(get_spec(DEFAULT_MODEL).input_size * 1.15)
+
+    def draft():
+        with Image.open(io.BytesIO(data)) as img:
+            img.draft("RGB", (side, side))  # JPEG DCT scaling: decode at 1/2, 1/4 or 1/8 size directly
+            img.load()
+            return img.size
+
+    full = load_image(data, files[-1].name)
+    return {"name": files[-1].name, "kb": len(data) / 1e3, "pixels": f"{full.size[0]}x{full.size[1]}",
+            "draft_pixels": "x".join(map(str, draft())),
+            "full_ms": time_calls(lambda: load_image(data, files[-1].name), runs, warmup=2).median_ms,
+            "draft_ms": time_calls(draft, runs, warmup=2).median_ms}
+
+
 # --- training throughput -----------------------------------------------------------------------------------------
 
 class _NaiveDataset(torch.utils.data.Dataset):
@@ -421,6 +448,11 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
                   *[f"| {r['backend']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} |" for r in rows], "",
                   f"Of which (median ms): decode {costs['decode']:.2f}, resize {costs['resize']:.2f}, "
                   f"tensor + normalise {costs['tensor + normalise']:.2f}.", ""]
+        big = draft_decode_gain(data_dir, min(opts.runs, 20))
+        if big:
+            lines += [f"Largest data-set JPEG (`{big['name']}`, {big['kb']:.0f} kB, {big['pixels']} px): full decode "
+                      f"{big['full_ms']:.0f} ms; Pillow draft mode at the cache side decodes it to "
+                      f"{big['draft_pixels']} px in {big['draft_ms']:.0f} ms (not yet used by `load_image`).", ""]
 
     if opts.train and data_dir is not None:
         log("training throughput")
@@ -462,4 +494,11 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
                 except Exception as exc:  # a browser/app failure is reported, not fatal to the other figures
                     lines.append(f"| {attempt} | not measured: {type(exc).__name__}: {str(exc).splitlines()[0][:100]} | |")
             lines.append("")
+    lines += ["## Notes", "",
+              "- Quick check in seconds: `python -m dance bench --runs 20 --batch-runs 2 --models seed-cnn "
+              "--no-train --output -`.",
+              "- `Predictor(backend=\"auto\")` (the CLI's and the app's default) runs ONNX Runtime when an export of "
+              "exactly these weights exists (`<checkpoint>.onnx` from `dance export --onnx`, or the per-user cache "
+              "`~/.cache/dance/onnx/<sha1>.onnx`, filled on first load of a checkpoint in weights/), else torch.",
+              "- GPU figures come from `bench/gpu_bench.sh` on a CUDA machine; none was available for this run.", ""]
     return "\n".join(lines) + "\n"
