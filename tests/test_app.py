@@ -1,10 +1,14 @@
-"""The Streamlit app under streamlit.testing.v1.AppTest: every page, uploads, the cell gallery, augmentation, training."""
+"""The Streamlit app under streamlit.testing.v1.AppTest: every page, uploads, the cell gallery, augmentation, training,
+Grad-CAM, calibration, the test-set submission and the label-issue review."""
 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from PIL import Image
@@ -21,13 +25,14 @@ RESULT_COLUMNS = ["thumbnail", "image", "label", "confidence", "error"]
 
 @pytest.fixture()
 def weights(tiny_checkpoint, tmp_path, monkeypatch, synth_data) -> Path:
-    """A temp weights folder whose default is the tiny checkpoint; the app reads it via DANCE_WEIGHTS_DIR."""
+    """A temp weights folder whose default is the tiny checkpoint (DANCE_WEIGHTS_DIR), and an empty runs folder."""
     folder = tmp_path / "weights"
     folder.mkdir()
     for suffix in (".json", ".safetensors"):
         shutil.copy(tiny_checkpoint.with_suffix(suffix), folder / f"default{suffix}")
     monkeypatch.setenv("DANCE_WEIGHTS_DIR", str(folder))
     monkeypatch.setenv("DANCE_DATA", str(synth_data))
+    monkeypatch.setenv("DANCE_RUNS_DIR", str(tmp_path / "runs"))  # never the project's runs/
     return folder
 
 
@@ -65,6 +70,19 @@ def captions(at) -> list[str]:
     return [c for element in at.image for c in element.captions]
 
 
+def chart(at, key: str) -> dict:
+    """The plotly figure (as JSON) of the st.plotly_chart with `key`."""
+    for element in at.get("plotly_chart"):
+        if element.proto.id and key in element.proto.id:
+            return json.loads(element.proto.spec)
+    raise AssertionError(f"no chart {key!r}")
+
+
+def image_urls(at) -> list[str]:
+    """The media URL of every image on the page (it changes with the image's bytes)."""
+    return [img.url for element in at.image for img in element.proto.imgs]
+
+
 # ---------------------------------------------------------------------------------------------- every page
 
 
@@ -74,12 +92,13 @@ def test_every_page_renders_its_content(weights, synth_data):
     assert any(e.label == "Model card: default" for e in at.expander)
     assert at.file_uploader[0].accept_multiple_files
     assert set(at.file_uploader[0].allowed_type) >= {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-    assert sorted(t.label for t in at.toggle) == ["Test-time augmentation", "Use webcam"]
+    assert sorted(t.label for t in at.toggle) == ["Show Grad-CAM", "Test-time augmentation", "Use webcam"]
+    assert not at.toggle(key="predict_cam").value  # Grad-CAM is opt-in
     assert not at.get("camera_input")  # the browser only asks for the camera after the toggle
 
     holdout, _ = evaluate_checkpoint(weights / "default", synth_data, "holdout")
-    for page, title in [("evaluate", "Evaluate"), ("augment", "Augmentation preview"), ("train", "Train"),
-                        ("dataset", "Data set")]:
+    for page, title in [("evaluate", "Evaluate"), ("label_issues", "Label issues"), ("augment", "Augmentation preview"),
+                        ("train", "Train"), ("dataset", "Data set")]:
         at.switch_page(f"dance/ui/pages/{page}.py").run()
         assert not at.exception, (page, at.exception)
         assert [t.value for t in at.title] == [title]
@@ -197,10 +216,7 @@ def test_matrix_click_selection_names_its_cell():
     assert selected_cell(None) is None
 
 
-def test_out_of_fold_split_without_runs_says_so(weights, monkeypatch):
-    from dance import cv
-
-    monkeypatch.setattr(cv, "list_oof_runs", lambda: [])
+def test_out_of_fold_split_without_runs_says_so(weights):
     at = app_at("evaluate")
     at.get("button_group")[0].set_value("oof").run()
     assert not at.exception, at.exception
@@ -309,15 +325,12 @@ def test_dataset_page_without_data_names_where_it_looked(weights, tmp_path, monk
     assert at.error[0].value.startswith("No data set found") and str(tmp_path) in at.error[0].value
 
 
-def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path, monkeypatch):
-    import numpy as np
-
+def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path):
     from dance import cv
+    from dance.calibrate import calibrate
 
     preds, _ = evaluate_checkpoint(weights / "default", synth_data, "holdout")
-    oof = tmp_path / "cv" / "run1" / "oof.csv"
-    cv.save_oof(oof, preds, np.zeros(len(preds.targets), dtype=int))
-    monkeypatch.setattr(cv, "list_oof_runs", lambda: [oof])
+    cv.save_oof(tmp_path / "runs" / "cv" / "run1" / "oof.csv", preds, np.zeros(len(preds.targets), dtype=int))
     at = app_at("evaluate")
     at.get("button_group")[0].set_value("oof").run()
     assert not at.exception, at.exception
@@ -325,3 +338,150 @@ def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path, monkeyp
     assert metric(at, "Images") == str(len(preds.targets))
     assert metric(at, "Macro F1") == f"{preds.metrics()['macro_f1']:.3f}"
     assert any("out-of-fold predictions of run1" in c.value for c in at.caption)
+    # OOF probabilities are raw: the calibration section fits its temperature on them.
+    fitted = calibrate(preds, "oof")
+    assert metric(at, "Temperature") == f"{fitted.temperature:.2f}"
+    assert metric(at, "ECE before") == f"{fitted.ece_before:.3f}" and metric(at, "ECE after") == f"{fitted.ece_after:.3f}"
+
+
+# ---------------------------------------------------------------------------------------------- Grad-CAM
+
+
+def test_grad_cam_toggle_adds_an_overlay_for_the_chosen_class(weights):
+    from dance.explain import explain
+    from dance.images import load_image
+    from dance.ui.common import thumbnail
+
+    img = png_bytes(synthetic_image("square", seed=31))
+    at = app_at("predict")
+    at.file_uploader[0].upload("a.png", img, "image/png")
+    at.run()
+    assert captions(at) == ["a.png"]
+    at.toggle(key="predict_cam").set_value(True).run()
+    assert not at.exception, at.exception
+    predictor = Predictor(checkpoint.load(weights / "default"))
+    label = predictor.predict([("a.png", img)])[0].label
+    _, _, prob = explain(predictor, thumbnail(load_image(img, "a.png"), 448), label)
+    assert captions(at) == ["a.png", f"Grad-CAM: where the model sees {label} ({prob:.1%})"]
+    other = next(c for c in predictor.classes if c != label)
+    [picker] = [s for s in at.selectbox if s.label == "Explain class"]
+    assert picker.value == label
+    picker.set_value(other).run()
+    assert captions(at)[1].startswith(f"Grad-CAM: where the model sees {other} (")
+
+
+def test_gallery_grad_cam_toggle_replaces_the_thumbnails(weights):
+    at = app_at("evaluate")
+    plain_captions, plain_urls = captions(at), image_urls(at)
+    at.toggle(key="eval_cam").set_value(True).run()
+    assert not at.exception, at.exception
+    assert captions(at) == plain_captions  # the same images and captions ...
+    changed = [a != b for a, b in zip(image_urls(at), plain_urls)]
+    assert len(changed) == len(plain_urls) > 0 and all(changed)  # ... each drawn as its overlay
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+
+def test_calibration_section_and_model_card_follow_the_sidecar(weights, synth_data):
+    from dance.calibrate import calibrate, save_calibration
+
+    at = app_at("evaluate")
+    traces = [t.get("name") for t in chart(at, "eval_reliability")["data"]]
+    assert traces == ["perfect", "uncalibrated"]
+    assert metric(at, "Temperature") == "none"
+    assert any("is not calibrated" in i.value and "python -m dance calibrate" in i.value for i in at.info)
+    coverage = chart(at, "eval_coverage")
+    assert coverage["layout"]["xaxis"]["title"]["text"] == "coverage (share answered)"
+
+    raw, _ = evaluate_checkpoint(weights / "default", synth_data, "holdout")
+    fitted = calibrate(raw, "hold-out", target_accuracy=0.99)
+    save_calibration(weights / "default", fitted)
+    at = app_at("evaluate")
+    assert not at.exception, at.exception
+    traces = [t.get("name") for t in chart(at, "eval_reliability")["data"]]
+    assert traces == ["perfect", "uncalibrated", f"calibrated (T={fitted.temperature:.2f})"]
+    assert metric(at, "Temperature") == f"{fitted.temperature:.2f}"
+    assert metric(at, "ECE before") == f"{fitted.ece_before:.3f}"
+    assert metric(at, "'Not sure' below") == f"{fitted.unsure_threshold:.0%}"
+    marker = chart(at, "eval_coverage")["data"][1]
+    assert marker["name"] == f"threshold {fitted.unsure_threshold:.2f}"
+
+    at.switch_page("dance/ui/pages/predict.py").run()
+    card = dict(frame_with(at, ["field", "value"]).values.tolist())
+    assert card["temperature"] == f"{fitted.temperature:.3g}"
+    assert card["'not sure' below"] == f"{fitted.unsure_threshold:.1%}"
+    assert card["ECE before → after"] == f"{fitted.ece_before:.3f} → {fitted.ece_after:.3f}"
+
+
+# ---------------------------------------------------------------------------------------------- test set
+
+
+def test_submission_csv_has_one_row_per_test_csv_row_in_its_order():
+    import pandas as pd
+
+    from dance.ui.submission import submission_csv
+
+    paths = [Path("/data/test/z.jpg"), Path("/data/test/a.jpg"), Path("/data/test/m.png")]
+    preds = [ImagePrediction("z.jpg", {"kathak": 0.2, "odissi": 0.8}),
+             ImagePrediction("a.jpg", error="a.jpg: cannot be decoded."),
+             ImagePrediction("m.png", {"kathak": 0.55, "odissi": 0.45}, threshold=0.9)]  # 'not sure' still answers
+    text = submission_csv(paths, preds).decode("utf-8")
+    assert text.splitlines()[0] == "Image,target"
+    back = pd.read_csv(io.StringIO(text), keep_default_na=False)
+    assert back.values.tolist() == [["z.jpg", "odissi"], ["a.jpg", ""], ["m.png", "kathak"]]
+    with pytest.raises(ValueError):
+        submission_csv(paths, preds[:2])
+
+
+def test_test_folder_action_classifies_every_test_csv_row(weights, synth_data):
+    from dance.data import load_unlabelled
+
+    at = app_at("predict")
+    at.button(key="predict_testset_btn").click().run()
+    assert not at.exception, at.exception
+    paths = load_unlabelled(synth_data)
+    expected = Predictor(checkpoint.load(weights / "default")).predict([(p.name, str(p)) for p in paths])
+    table = frame_with(at, RESULT_COLUMNS)  # the only results table: nothing was uploaded
+    assert table["image"].tolist() == [p.name for p in paths]
+    assert table["label"].tolist() == [p.label for p in expected]
+    assert table["confidence"].tolist() == pytest.approx([p.confidence for p in expected])
+    assert table["thumbnail"].str.startswith("data:image/jpeg;base64,").all()
+    assert at.session_state["predict_testset"]["paths"] == paths
+    at.button(key="predict_testset_close").click().run()
+    assert "predict_testset" not in at.session_state
+
+
+# ---------------------------------------------------------------------------------------------- label issues
+
+
+def test_label_issues_page_without_a_run_names_the_cv_command(weights):
+    at = app_at("label_issues")
+    assert [t.value for t in at.title] == ["Label issues"]
+    assert not at.error
+    assert len(at.info) == 1 and "`python -m dance cv`" in at.info[0].value
+
+
+def test_label_issues_page_reads_runs_dir_and_saves_corrections_there(weights, synth_data, tmp_path):
+    from conftest import SYNTH_CLASSES
+    from dance.cv import save_oof
+    from dance.interpret import Predictions
+
+    paths = sorted((synth_data / "train").glob("*.jpg"))
+    truth = np.array([SYNTH_CLASSES.index(p.name.rstrip("0123456789.jpg")) for p in paths])
+    probs = np.full((len(paths), 3), 0.05)
+    probs[np.arange(len(paths)), truth] = 0.9
+    given = truth.copy()
+    given[5] = (truth[5] + 2) % 3  # one flipped label
+    save_oof(tmp_path / "runs" / "cv" / "demo" / "oof.csv", Predictions(probs, given, [str(p) for p in paths],
+                                                                         SYNTH_CLASSES), np.arange(len(paths)) % 3)
+    at = app_at("label_issues")
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="li_run").options == ["demo (oof.csv)"]
+    assert any(m.value.startswith("**1** of 24 images look mislabelled") for m in at.markdown)
+    assert captions(at)[0] == paths[5].name and sum("where default sees" in c for c in captions(at)) == 2
+    at.button(key="li_keep").click().run()
+    at.button(key="li_save").click().run()
+    assert not at.exception, at.exception
+    saved = (tmp_path / "runs" / "label_corrections.csv").read_text().splitlines()
+    assert saved[0].startswith("Image,given,action") and saved[1].startswith(f"{paths[5].name},{SYNTH_CLASSES[given[5]]},keep")

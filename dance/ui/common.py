@@ -7,6 +7,7 @@ predictions and thumbnails in `st.cache_data`.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import re
@@ -22,12 +23,15 @@ from PIL import Image, ImageOps
 from dance import checkpoint
 from dance.data import find_data_dir
 from dance.errors import CheckpointError, DanceError
+from dance.explain import explain
 from dance.images import load_image
 from dance.predict import Predictor
 
 THUMB_SIDE = 224
 TILE_BACKGROUND = (246, 236, 228)  # the theme's secondaryBackgroundColor, so letterboxing blends in
 WEIGHTS_ENV = "DANCE_WEIGHTS_DIR"
+RUNS_ENV = "DANCE_RUNS_DIR"
+PROJECT_RUNS = Path(__file__).resolve().parents[2] / "runs"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
 
 
@@ -35,6 +39,37 @@ def weights_dir() -> Path:
     """The checkpoint folder: $DANCE_WEIGHTS_DIR when set, else the project's weights/."""
     override = os.environ.get(WEIGHTS_ENV)
     return Path(override) if override else checkpoint.WEIGHTS_DIR
+
+
+def runs_dir() -> Path:
+    """The runs folder (CV runs under cv/, label corrections): $DANCE_RUNS_DIR when set, else the project's runs/."""
+    override = os.environ.get(RUNS_ENV)
+    return Path(override) if override else PROJECT_RUNS
+
+
+def _cv_module():
+    """dance.cv when it is importable (it pulls in the training stack; the pages work without it)."""
+    try:
+        from dance import cv
+    except ImportError:
+        return None
+    return cv
+
+
+def oof_runs() -> list[Path]:
+    """oof.csv of every cross-validation run under runs_dir()/cv, newest first (empty when there are none)."""
+    cv = _cv_module()
+    return [Path(p) for p in cv.list_oof_runs(runs_dir() / "cv")] if cv is not None else []
+
+
+def load_oof(path: str | os.PathLike):
+    """Out-of-fold Predictions of a CV run's oof.csv; raises DataError for a malformed file."""
+    return _cv_module().load_oof(path)
+
+
+def run_label(path: str | os.PathLike) -> str:
+    """'<run name> (oof.csv)' for a run picker."""
+    return f"{Path(path).parent.name} ({Path(path).name})"
 
 
 def md_escape(text: str) -> str:
@@ -127,14 +162,30 @@ def checkpoint_picker(label: str, key: str) -> CheckpointRef | None:
     return refs[names.index(chosen)]
 
 
+def model_card(predictor: Predictor) -> dict:
+    """Predictor.card() plus what the sidecar says about calibration: 'not sure' threshold and ECE before/after."""
+    card = dict(predictor.card())
+    meta = predictor.ckpt.meta
+    calibration = meta.get("calibration") if isinstance(meta.get("calibration"), dict) else {}
+    card["temperature"] = predictor.temperature if calibration else None
+    card["'not sure' below"] = predictor.threshold if "unsure_threshold" in meta else None
+    if calibration:
+        card["ECE before → after"] = f"{calibration.get('ece_before', float('nan')):.3f} → " \
+                                     f"{calibration.get('ece_after', float('nan')):.3f}"
+        card["calibrated on"] = f"{calibration.get('source', 'unknown')} ({calibration.get('count', '?')} images)"
+    else:
+        card["calibration"] = "none (probabilities are the raw softmax; see `python -m dance calibrate`)"
+    return card
+
+
 def card_frame(card: dict) -> pd.DataFrame:
-    """A checkpoint card as a two-column table with readable values."""
+    """A checkpoint card as a two-column table with readable values (percent for accuracies, F1 and thresholds)."""
     rows = []
     for key, value in card.items():
         if value is None:
             continue
         if isinstance(value, float):
-            value = f"{value:.1%}" if "accuracy" in key or "F1" in key else f"{value:.3g}"
+            value = f"{value:.1%}" if any(w in key for w in ("accuracy", "F1", "sure")) else f"{value:.3g}"
         rows.append({"field": key, "value": str(value)})
     return pd.DataFrame(rows)
 
@@ -203,6 +254,57 @@ def data_uri(jpeg: bytes | None) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii") if jpeg else None
 
 
+# ---------------------------------------------------------------------------------------------- Grad-CAM
+
+
+def digest(data: bytes) -> str:
+    """SHA-1 of image bytes: the cache key of anything derived from an upload."""
+    return hashlib.sha1(data).hexdigest()
+
+
+def _cam_jpeg(predictor: Predictor, img: Image.Image, class_name: str | None, side: int,
+              square: bool) -> tuple[bytes, str, float]:
+    """Grad-CAM overlay of `img` (shrunk to `side` first: the heat map is coarse anyway) as JPEG, class, probability."""
+    picture, name, prob = explain(predictor, thumbnail(img, side), class_name)
+    return jpeg_bytes(tile(picture, side) if square else picture), name, prob
+
+
+@st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=1000)
+def _file_cam(_predictor: Predictor, stem: str, ckpt_mtime: float, path: str, mtime: float, class_name: str | None,
+              side: int, square: bool) -> tuple[bytes, str, float] | None:
+    """Grad-CAM overlay of an image file, keyed by (checkpoint path, mtime, image path, mtime, class)."""
+    try:
+        img = load_image(path, name=Path(path).name)
+    except DanceError:
+        return None
+    return _cam_jpeg(_predictor, img, class_name, side, square)
+
+
+@st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=200)
+def _bytes_cam(_predictor: Predictor, stem: str, ckpt_mtime: float, sha1: str, _data: bytes, name: str,
+               class_name: str | None, side: int) -> tuple[bytes, str, float] | None:
+    """Grad-CAM overlay of uploaded bytes, keyed by (checkpoint path, mtime, bytes hash, class)."""
+    try:
+        img = load_image(_data, name=name)
+    except DanceError:
+        return None
+    return _cam_jpeg(_predictor, img, class_name, side, False)
+
+
+def file_cam(predictor: Predictor, ref: CheckpointRef, path: str | os.PathLike, class_name: str | None = None,
+             side: int = THUMB_SIDE, square: bool = False) -> tuple[bytes, str, float] | None:
+    """Cached (overlay JPEG, explained class, its probability) of an image file; None when it cannot be decoded."""
+    path = Path(path)
+    mtime = path.stat().st_mtime if path.exists() else 0.0
+    return _file_cam(predictor, ref.stem, ref.mtime, str(path), mtime, class_name, side, square)
+
+
+def bytes_cam(predictor: Predictor, ref: CheckpointRef, data: bytes, name: str, class_name: str | None = None,
+              side: int = 448) -> tuple[bytes, str, float] | None:
+    """Cached (overlay JPEG, explained class, its probability) of uploaded bytes; None when they cannot be decoded."""
+    return _bytes_cam(predictor, ref.stem, ref.mtime, digest(data), data, name, class_name, side)
+
+
 # ---------------------------------------------------------------------------------------------- galleries
 
 
@@ -212,8 +314,12 @@ def gallery_caption(row: pd.Series | dict) -> str:
             f"{row['confidence']:.0%} · loss {row['loss']:.2f}")
 
 
-def gallery(frame: pd.DataFrame, key: str, columns: int = 4, per_page: int = 12, empty: str = "No images.") -> None:
-    """Grid of thumbnails with captions (frame has path, image, true, predicted, confidence, loss), paginated."""
+def gallery(frame: pd.DataFrame, key: str, columns: int = 4, per_page: int = 12, empty: str = "No images.",
+            cam: tuple[Predictor, CheckpointRef] | None = None) -> None:
+    """Grid of thumbnails with captions (frame has path, image, true, predicted, confidence, loss), paginated.
+
+    With `cam` = (predictor, checkpoint), each tile is the Grad-CAM overlay for the row's predicted class.
+    """
     if frame.empty:
         st.info(empty)
         return
@@ -222,16 +328,29 @@ def gallery(frame: pd.DataFrame, key: str, columns: int = 4, per_page: int = 12,
     if pages > 1:
         page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page"))
     chunk = frame.iloc[(page - 1) * per_page: page * per_page]
-    tiles(chunk["path"].tolist(), [gallery_caption(row) for _, row in chunk.iterrows()], columns)
+    classes = chunk["predicted"].tolist() if cam is not None else None
+    tiles(chunk["path"].tolist(), [gallery_caption(row) for _, row in chunk.iterrows()], columns, cam, classes)
 
 
-def tiles(paths: list[str], captions: list[str], columns: int = 4) -> None:
-    """Square thumbnails in aligned rows, each with its caption; undecodable files get a warning tile."""
+def _tile_jpeg(path: str, cam: tuple[Predictor, CheckpointRef] | None, class_name: str | None) -> bytes | None:
+    """A square tile of the file, or of its Grad-CAM overlay for `class_name` when `cam` is given and knows it."""
+    if cam is not None and class_name in cam[0].classes:
+        found = file_cam(cam[0], cam[1], path, class_name, square=True)
+        return found[0] if found else None
+    return file_thumbnail(path, square=True)
+
+
+def tiles(paths: list[str], captions: list[str], columns: int = 4, cam: tuple[Predictor, CheckpointRef] | None = None,
+          classes: list[str] | None = None) -> None:
+    """Square thumbnails in aligned rows, each with its caption; undecodable files get a warning tile.
+
+    With `cam` and `classes`, each tile is the Grad-CAM overlay for its class instead of the plain photo.
+    """
     for start in range(0, len(paths), columns):
         row = st.columns(columns)
         for i in range(start, min(len(paths), start + columns)):
             with row[i - start]:
-                thumb = file_thumbnail(paths[i], square=True)
+                thumb = _tile_jpeg(paths[i], cam, classes[i] if classes else None)
                 if thumb is None:
                     st.warning(f"{md_escape(Path(paths[i]).name)}: cannot be decoded.")
                 else:

@@ -1,16 +1,22 @@
-"""Evaluate page: metrics, per-class report, a clickable confusion matrix and galleries of where the model goes wrong."""
+"""Evaluate page: metrics, per-class report, a clickable confusion matrix, galleries of where the model goes wrong
+(optionally as Grad-CAM overlays) and how trustworthy its confidence is (reliability diagram, "not sure" trade-off)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
+from dance.calibrate import apply_temperature, calibrate, coverage_curve, ece, reliability_table
 from dance.evaluate import evaluate_checkpoint
 from dance.interpret import Predictions
-from dance.plots import confusion_figure
+from dance.plots import confusion_figure, coverage_figure, reliability_figure
 from dance.predict import Predictor
-from dance.ui.common import checkpoint_picker, data_dir_or_error, gallery, load_predictor, page_errors
+from dance.ui.common import (CheckpointRef, checkpoint_picker, data_dir_or_error, gallery, load_oof, load_predictor,
+                             md_escape, oof_runs, page_errors, run_label)
 
 SPLITS = {
     "holdout": "Hold-out of the checkpoint",
@@ -28,25 +34,67 @@ def _checkpoint_predictions(_predictor: Predictor, stem: str, mtime: float, spli
     return evaluate_checkpoint(stem, data_dir, split, predictor=_predictor)
 
 
-def _cv_module():
-    """dance.cv when it is available (it may not be in older checkouts)."""
-    try:
-        from dance import cv
-    except ImportError:
-        return None
-    return cv
+@dataclass
+class Loaded:
+    """What the page evaluates: predictions, where they come from, and the checkpoint behind them (None for CV runs)."""
+
+    preds: Predictions
+    label: str
+    predictor: Predictor | None = None
+    ref: CheckpointRef | None = None
+
+
+@dataclass
+class CalibrationView:
+    """Everything the calibration section draws, computed from one set of predictions."""
+
+    temperature: float
+    calibrated: bool  # whether a temperature was fitted at all
+    reliability: pd.DataFrame
+    calibrated_probs: np.ndarray
+    threshold: float
+    ece_before: float
+    ece_after: float
+    ece_note: str
 
 
 @st.cache_data(show_spinner="Reading out-of-fold predictions…", max_entries=16)
 def _oof_predictions(path: str, mtime: float) -> Predictions:
     """Out-of-fold predictions of a cross-validation run, cached per (file, mtime)."""
-    return _cv_module().load_oof(path)
+    return load_oof(path)
 
 
-def oof_runs() -> list[Path]:
-    """Cross-validation runs with out-of-fold predictions (empty when dance.cv is missing or none were made)."""
-    cv = _cv_module()
-    return [Path(p) for p in cv.list_oof_runs()] if cv is not None else []
+def calibration_view(loaded: Loaded, source: str) -> CalibrationView:
+    """Reliability bins, calibrated probabilities, threshold and ECE for the loaded predictions.
+
+    A checkpoint's predictions already include its temperature (the Predictor applies it); out-of-fold
+    predictions are raw, so a temperature and threshold are fitted on them here, as `dance calibrate --oof` would.
+    """
+    preds = loaded.preds
+    if loaded.predictor is None:
+        fitted = calibrate(preds, source)
+        calibrated = apply_temperature(preds.probs, fitted.temperature)
+        return CalibrationView(
+            fitted.temperature, True, reliability_table(preds, fitted.temperature), calibrated, fitted.unsure_threshold,
+            fitted.ece_before, fitted.ece_after,
+            "Fitted here on these out-of-fold predictions (what `python -m dance calibrate --oof` would store).")
+    predictor = loaded.predictor
+    temperature = predictor.temperature
+    block = predictor.ckpt.meta.get("calibration")
+    table = reliability_table(preds, temperature, already_calibrated=True)
+    raw = apply_temperature(preds.probs, 1 / temperature)
+    if isinstance(block, dict) and "ece_before" in block and "ece_after" in block:
+        before, after = float(block["ece_before"]), float(block["ece_after"])
+        note = (f"ECE as measured when {md_escape(predictor.ckpt.name)} was calibrated, on "
+                f"{md_escape(block.get('source', 'its calibration set'))} ({block.get('count', '?')} images); "
+                f"on these images: {ece(raw, preds.targets):.3f} → {ece(preds.probs, preds.targets):.3f}.")
+    else:
+        before, after = ece(raw, preds.targets), ece(preds.probs, preds.targets)
+        note = "ECE computed on these images."
+    fitted = isinstance(block, dict)
+    if not fitted:
+        table = table[table["series"] == "uncalibrated"]
+    return CalibrationView(temperature, fitted, table, preds.probs, predictor.threshold, before, after, note)
 
 
 def pair_options(preds: Predictions) -> tuple[str, str]:
@@ -90,7 +138,7 @@ def _on_pair(pairs: dict[str, tuple[str, str]]) -> None:
     st.session_state["eval_pair"] = None
 
 
-def _load(split: str) -> tuple[Predictions, str] | None:
+def _load(split: str) -> Loaded | None:
     """Predictions for the chosen split, or None after showing why there are none."""
     if split == "oof":
         runs = oof_runs()
@@ -98,10 +146,9 @@ def _load(split: str) -> tuple[Predictions, str] | None:
             st.info("No cross-validation run found yet. Make one with `python -m dance cv` "
                     "(it writes runs/cv/<name>/oof.csv), then come back.")
             return None
-        path = st.selectbox("Cross-validation run", runs, key="eval_oof_run",
-                            format_func=lambda p: f"{Path(p).parent.name} ({Path(p).name})")
-        path = Path(path)
-        return _oof_predictions(str(path), path.stat().st_mtime), f"out-of-fold predictions of {path.parent.name}"
+        path = Path(st.selectbox("Cross-validation run", runs, key="eval_oof_run", format_func=run_label))
+        return Loaded(_oof_predictions(str(path), path.stat().st_mtime),
+                      f"out-of-fold predictions of {path.parent.name}")
     folder, problem = data_dir_or_error()
     if folder is None:
         st.error(problem)
@@ -110,7 +157,21 @@ def _load(split: str) -> tuple[Predictions, str] | None:
     if ref is None:
         return None
     predictor = load_predictor(ref)
-    return _checkpoint_predictions(predictor, ref.stem, ref.mtime, split, str(folder))
+    preds, label = _checkpoint_predictions(predictor, ref.stem, ref.mtime, split, str(folder))
+    return Loaded(preds, label, predictor, ref)
+
+
+def _cam_source(loaded: Loaded, show: bool) -> tuple[Predictor, CheckpointRef] | None:
+    """The checkpoint whose Grad-CAM the galleries show (for a CV run, one picked in the sidebar), or None."""
+    if not show:
+        return None
+    if loaded.predictor is not None:
+        return loaded.predictor, loaded.ref
+    with st.sidebar:
+        ref = checkpoint_picker("Model for Grad-CAM", key="eval_cam_model")
+        st.caption("Out-of-fold predictions come from the fold models; the overlays show where this checkpoint "
+                   "looks for the class the fold model predicted.")
+    return (load_predictor(ref), ref) if ref is not None else None
 
 
 def outline_cell(fig, classes: list[str], true: str | None, predicted: str | None) -> None:
@@ -172,7 +233,48 @@ def _report(preds: Predictions) -> None:
         name: st.column_config.NumberColumn(name, format="%.2f") for name in ("precision", "recall", "f1")})
 
 
-def _cell_gallery(preds: Predictions) -> None:
+def _calibration(loaded: Loaded, split: str) -> None:
+    """Reliability diagram, ECE before/after, and accuracy vs coverage as the "not sure" threshold moves."""
+    st.subheader("Calibration")
+    st.caption("Does a 90 % answer come true 90 % of the time? Temperature scaling divides the logits by one number "
+               "fitted on images the model did not train on; the 'not sure' threshold trades answers for accuracy.")
+    view = calibration_view(loaded, loaded.label)
+    preds = loaded.preds
+    confidence = view.calibrated_probs.max(1)
+    answered = confidence >= view.threshold
+    correct = view.calibrated_probs.argmax(1) == preds.targets
+    cols = st.columns(6)
+    cols[0].metric("Temperature", f"{view.temperature:.2f}" if view.calibrated else "none",
+                   help="Logits are divided by this before the softmax; above 1 softens over-confident answers.")
+    cols[1].metric("ECE before", f"{view.ece_before:.3f}", help="Expected calibration error: the mean gap between "
+                   "confidence and accuracy over confidence bins (0 is perfect).")
+    cols[2].metric("ECE after", f"{view.ece_after:.3f}",
+                   delta=f"{view.ece_after - view.ece_before:+.3f}" if view.calibrated else None, delta_color="inverse")
+    cols[3].metric("'Not sure' below", f"{view.threshold:.0%}",
+                   help="A top probability under this is answered 'not sure' with the two likeliest classes.")
+    cols[4].metric("Answered here", f"{answered.mean():.0%}",
+                   help=f"Share of these {len(answered)} images at or above the threshold.")
+    cols[5].metric("Accuracy of answers", f"{correct[answered].mean():.1%}" if answered.any() else "–",
+                   help="Accuracy on the answered images only.")
+    st.caption(view.ece_note)
+    if not view.calibrated:
+        st.info(f"{md_escape(loaded.predictor.ckpt.name)} is not calibrated: its confidences are the raw softmax. "
+                "Fit a temperature and a 'not sure' threshold with `python -m dance calibrate "
+                f"{md_escape(loaded.predictor.ckpt.name)}`.")
+    if split == "all":
+        st.caption("These images include the training set, so the diagram looks better than it should.")
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.markdown("**Reliability diagram**")
+        st.plotly_chart(reliability_figure(view.reliability), key="eval_reliability", config={"displayModeBar": False})
+    with right:
+        st.markdown("**Coverage vs accuracy** (the 'not sure' threshold)")
+        st.plotly_chart(coverage_figure(coverage_curve(view.calibrated_probs, preds.targets), view.threshold),
+                        key="eval_coverage", config={"displayModeBar": False})
+        st.caption("Each point is a threshold: images below it get 'not sure'. The marker is this model's threshold.")
+
+
+def _cell_gallery(preds: Predictions, cam: tuple[Predictor, CheckpointRef] | None) -> None:
     """Selectboxes (driven by clicks too) and the gallery of the chosen cell."""
     st.subheader("Images in a cell")
     left, right = st.columns(2)
@@ -181,7 +283,7 @@ def _cell_gallery(preds: Predictions) -> None:
     cell = preds.cell(true, predicted)
     kind = "correct" if true == predicted else "misclassified"
     st.markdown(f"**{len(cell)}** {kind} image(s): true **{true}**, predicted **{predicted}** — highest loss first.")
-    gallery(cell, key=f"eval_cell_{true}_{predicted}", empty="No images in this cell.")
+    gallery(cell, key=f"eval_cell_{true}_{predicted}", empty="No images in this cell.", cam=cam)
 
 
 def render() -> None:
@@ -190,12 +292,16 @@ def render() -> None:
     st.caption("Where does the model go wrong? Pick a checkpoint and a labelled split; click the matrix to browse.")
     with page_errors():
         split = st.segmented_control("Labelled split", list(SPLITS), format_func=SPLITS.get, key="eval_split",
-                                     default="holdout", required=True)
-        loaded = _load(split or "holdout")
+                                     default="holdout", required=True) or "holdout"
+        with st.sidebar:
+            show_cam = st.toggle("Grad-CAM in galleries", key="eval_cam",
+                                 help="Show each gallery image as a heat map of where the model looked for the class "
+                                      "it predicted.")
+        loaded = _load(split)
         if loaded is None:
             return
-        preds, label = loaded
-        _metrics(preds, label, split)
+        preds = loaded.preds
+        _metrics(preds, loaded.label, split)
         _sync_defaults(preds)
         left, right = st.columns([3, 2], gap="large")
         with left:
@@ -203,11 +309,16 @@ def render() -> None:
         with right:
             _report(preds)
             _pairs(preds)
-        _cell_gallery(preds)
+        cam = _cam_source(loaded, show_cam)
+        if cam is not None:
+            st.caption("Galleries show Grad-CAM overlays for the predicted class: red is where "
+                       f"{md_escape(cam[1].name)} found the most evidence for it.")
+        _cell_gallery(preds, cam)
         st.subheader("Top losses")
         k = st.slider("How many", 4, 48, 12, step=4, key="eval_top_k")
         st.caption("The images the model finds hardest (largest loss on the true class), right or wrong.")
-        gallery(preds.top_losses(k), key="eval_top", per_page=k)
+        gallery(preds.top_losses(k), key="eval_top", per_page=k, cam=cam)
+        _calibration(loaded, split)
 
 
 if __name__ == "__main__":

@@ -12,38 +12,27 @@ import pandas as pd
 import streamlit as st
 
 from dance.errors import DanceError
-from dance.explain import explain
 from dance.images import load_image
 from dance.label_issues import ACTIONS, CORRECTIONS_FILE, corrections_csv, corrections_frame, find_label_issues, \
     write_corrections
 from dance.predict import Predictor
-from dance.ui.common import (CheckpointRef, checkpoint_picker, jpeg_bytes, load_predictor, md_escape, page_errors,
-                             thumbnail)
+from dance.ui.common import (CheckpointRef, checkpoint_picker, file_cam, jpeg_bytes, load_oof, load_predictor,
+                             md_escape, oof_runs, page_errors, run_label, runs_dir, thumbnail)
 
 INDEX_KEY = "li_index"
 DECISIONS_KEY = "li_decisions"
 VIEW_SIDE = 448
 
 
-def _cv_module():
-    """dance.cv when it is available (it may not be in older checkouts)."""
-    try:
-        from dance import cv
-    except ImportError:
-        return None
-    return cv
-
-
-def oof_runs() -> list[Path]:
-    """Cross-validation runs with out-of-fold predictions, newest first (empty when there are none)."""
-    cv = _cv_module()
-    return [Path(p) for p in cv.list_oof_runs()] if cv is not None else []
+def corrections_path() -> Path:
+    """Where 'Save' writes the corrections: label_corrections.csv in the runs folder ($DANCE_RUNS_DIR or runs/)."""
+    return runs_dir() / CORRECTIONS_FILE.name
 
 
 @st.cache_data(show_spinner="Ranking likely label issues…", max_entries=16)
 def _issues(path: str, mtime: float) -> tuple[pd.DataFrame, int, list[str]]:
     """Flagged images of an oof.csv (most disputed first), the number of images and the class names."""
-    preds = _cv_module().load_oof(path)
+    preds = load_oof(path)
     return find_label_issues(preds), len(preds.targets), preds.classes
 
 
@@ -54,17 +43,6 @@ def _photo(path: str, mtime: float) -> bytes | None:
         return jpeg_bytes(thumbnail(load_image(path, name=Path(path).name), VIEW_SIDE))
     except DanceError:
         return None
-
-
-@st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=256)
-def _cam(_predictor: Predictor, stem: str, ckpt_mtime: float, path: str, mtime: float, class_name: str) -> bytes | None:
-    """Grad-CAM overlay (JPEG) of one image for one class, cached per (checkpoint, image, class)."""
-    try:
-        image = thumbnail(load_image(path, name=Path(path).name), VIEW_SIDE)
-    except DanceError:
-        return None
-    picture, _, _ = explain(_predictor, image, class_name)
-    return jpeg_bytes(picture)
 
 
 def _mtime(path: str) -> float:
@@ -97,8 +75,7 @@ def _pick_run() -> Path | None:
         st.info("No cross-validation run found yet. Label issues are found from out-of-fold predictions: run "
                 "`python -m dance cv` (it writes runs/cv/<name>/oof.csv), then come back.")
         return None
-    return Path(st.selectbox("Cross-validation run", runs, key="li_run",
-                             format_func=lambda p: f"{Path(p).parent.name} ({Path(p).name})"))
+    return Path(st.selectbox("Cross-validation run", runs, key="li_run", format_func=run_label))
 
 
 def _cam_column(predictor: Predictor | None, ref: CheckpointRef | None, path: str, class_name: str, title: str) -> None:
@@ -108,11 +85,11 @@ def _cam_column(predictor: Predictor | None, ref: CheckpointRef | None, path: st
     if class_name not in predictor.classes:
         st.caption(f"{md_escape(ref.name)} does not know the class {md_escape(class_name)}.")
         return
-    cam = _cam(predictor, ref.stem, ref.mtime, path, _mtime(path), class_name)
-    if cam is None:
+    found = file_cam(predictor, ref, path, class_name, side=VIEW_SIDE)
+    if found is None:
         st.warning("cannot be decoded.")
     else:
-        st.image(cam, caption=f"{title}: where {ref.name} sees {class_name}", width="stretch")
+        st.image(found[0], caption=f"{title}: where {ref.name} sees {class_name} ({found[2]:.0%})", width="stretch")
 
 
 def _review(run: Path, issues: pd.DataFrame, classes: list[str], predictor: Predictor | None,
@@ -171,8 +148,8 @@ def _export(run: Path, issues: pd.DataFrame) -> None:
     left, right = st.columns(2)
     left.download_button("Download label_corrections.csv", corrections_csv(frame).encode("utf-8"),
                          "label_corrections.csv", "text/csv", key="li_download", icon=":material/download:")
-    if right.button(f"Save to runs/{CORRECTIONS_FILE.name}", key="li_save", icon=":material/save:"):
-        written = write_corrections(frame)
+    if right.button(f"Save to {corrections_path()}", key="li_save", icon=":material/save:"):
+        written = write_corrections(frame, corrections_path())
         st.success(f"Wrote {len(frame)} rows to {written}. The data set was not changed.")
 
 
