@@ -31,6 +31,9 @@ class TrainConfig:
     """Everything that defines a training run; saved into every checkpoint."""
 
     model: str = "effnet-lite0"
+    method: str = "finetune"  # "finetune" (train the network) or "probe" (frozen backbone + logistic-regression head)
+    probe_views: int = 8  # probe: augmented views per training image whose features train the head
+    probe_c: float = 0.5  # probe: inverse L2 strength of the logistic regression
     epochs: int = 12
     batch_size: int = 32
     lr: float = 2e-3

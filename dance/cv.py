@@ -27,6 +27,7 @@ from dance.errors import DataError
 from dance.fileio import atomic_write_json, atomic_write_text
 from dance.interpret import Predictions
 from dance.models import get_spec
+from dance.probe import extract_views, fit_head, view_probs
 from dance.train import PreparedData, build_state, input_size, make_loader, prepare_data
 from dance.transforms import build_eval_transform, build_train_transform
 
@@ -82,40 +83,54 @@ def cross_validate(
     tta_sum = np.zeros_like(prob_sum)
     seen = np.zeros(len(ds), dtype=int)
     fold_of = np.full(len(ds), -1)
+    feature_seconds = 0.0
+    if cfg.method == "probe":
+        started = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        features = extract_views(cfg, spec.create(len(ds.classes), size), prepared.tensors, size)
+        feature_seconds = round(time.perf_counter() - started, 1)
     folds = []
     for number, (train_idx, val_idx) in enumerate(splits):
         if set(prepared.groups[train_idx]) & set(prepared.groups[val_idx]):
             raise DataError("internal error: a source image sits on both sides of a fold")
         started = time.perf_counter()
         fold_cfg = TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + number})
-        train_loader = make_loader(prepared.tensors, ds.labels, train_idx, train_tf, cfg.batch_size, True,
-                                   fold_cfg.seed)
-        val_loader = make_loader(prepared.tensors, ds.labels, val_idx, eval_tf, 64, False)
-        state = build_state(fold_cfg, len(ds.classes), len(train_loader), size)
-        fit(fold_cfg, state, train_loader, None, device, list(callbacks))
-        logits, targets = predict_logits(state.model, val_loader, device)
-        probs = softmax_np(logits)
+        history: list[dict] = []
+        targets = ds.labels[val_idx]
+        if cfg.method == "probe":  # features were computed once; only the head is fitted per fold
+            weight, bias = fit_head(features[train_idx], ds.labels[train_idx], cfg.probe_c, len(ds.classes))
+            probs = view_probs(features[val_idx], weight, bias)
+            tta_probs = view_probs(features[val_idx], weight, bias, tta=True)
+        else:
+            train_loader = make_loader(prepared.tensors, ds.labels, train_idx, train_tf, cfg.batch_size, True,
+                                       fold_cfg.seed)
+            val_loader = make_loader(prepared.tensors, ds.labels, val_idx, eval_tf, 64, False)
+            state = build_state(fold_cfg, len(ds.classes), len(train_loader), size)
+            fit(fold_cfg, state, train_loader, None, device, list(callbacks))
+            history = state.history
+            probs = softmax_np(predict_logits(state.model, val_loader, device)[0])
+            if tta:  # the same fold model, scored both ways, so the TTA effect is measured on equal terms
+                tta_probs = softmax_np(predict_logits(state.model, val_loader, device, tta=True)[0])
         prob_sum[val_idx] += probs
-        if tta:  # the same fold model, scored both ways, so the TTA effect is measured on equal terms
-            tta_probs = softmax_np(predict_logits(state.model, val_loader, device, tta=True)[0])
+        if tta:
             tta_sum[val_idx] += tta_probs
         seen[val_idx] += 1
         fold_of[val_idx] = number % k
         labels = list(range(len(ds.classes)))
         folds.append({
             "repeat": number // k, "fold": number % k, "images": int(len(val_idx)),
-            **_fold_metrics(probs, targets.numpy(), labels),
+            **_fold_metrics(probs, targets, labels),
             "train_seconds": round(time.perf_counter() - started, 1),
-            "final_train_loss": state.history[-1]["train_loss"] if state.history else math.nan,
+            "final_train_loss": history[-1]["train_loss"] if history else math.nan,
         })
         if tta:
-            folds[-1]["tta"] = _fold_metrics(tta_probs, targets.numpy(), labels)
+            folds[-1]["tta"] = _fold_metrics(tta_probs, targets, labels)
         if fold_progress:
             fold_progress(number + 1, len(splits), folds[-1])
     oof = Predictions(prob_sum / np.maximum(seen, 1)[:, None], ds.labels, [str(p) for p in ds.paths], ds.classes)
     per_class = oof.report()["f1"].round(4).to_dict()
     summary = {
-        "name": name, "model": cfg.model, "image_size": size, "k": k, "repeats": repeats, "tta": tta,
+        "name": name, "model": cfg.model, "method": cfg.method, "image_size": size, "k": k, "repeats": repeats, "tta": tta,
         "images": len(ds), "device": device_name(device),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
@@ -123,7 +138,8 @@ def cross_validate(
         "oof": oof.metrics(), "per_class_f1": per_class,
         "tta_metrics": {metric: _mean_std([f["tta"][metric] for f in folds])
                         for metric in ("accuracy", "macro_f1", "weighted_f1")} if tta else None,
-        "train_seconds_total": round(sum(f["train_seconds"] for f in folds), 1),
+        "feature_seconds": feature_seconds,  # probe: backbone features, computed once for all folds
+        "train_seconds_total": round(feature_seconds + sum(f["train_seconds"] for f in folds), 1),
         "folds": folds,
     }
     out_dir = None
@@ -191,7 +207,7 @@ def report_markdown(summary: dict) -> str:
 
     lines = [
         f"# Cross-validation: {summary['name']}", "",
-        f"- model `{summary['model']}` at {summary['image_size']} px; {summary['k']}-fold x {summary['repeats']} "
+        f"- model `{summary['model']}` ({summary.get('method', 'finetune')}) at {summary['image_size']} px; {summary['k']}-fold x {summary['repeats']} "
         f"repeat(s), stratified and grouped by source image; TTA: {summary['tta']}",
         f"- {summary['images']} images; device: {summary['device']}; total train time "
         f"{summary['train_seconds_total']} s; {summary['created']}", "",

@@ -1,0 +1,130 @@
+"""Linear-probe transfer learning: features of a frozen ImageNet backbone, a logistic-regression head.
+
+The backbone's pooled features are computed once per image and view (the plain image, its mirror,
+and augmented views from the training pipeline), so fitting the head — and cross-validating it —
+takes seconds on a CPU. The fitted head is folded into the model's last Linear layer, so a probe
+checkpoint is an ordinary `Classifier` checkpoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from dance.config import TrainConfig
+from dance.engine import pick_device
+from dance.errors import DataError
+from dance.models import Classifier, get_spec
+from dance.transforms import build_eval_transform, build_train_transform
+
+PLAIN, MIRROR = 0, 1  # view indices: views 2.. are augmented
+
+
+def _pooled(model: Classifier) -> nn.Module:
+    """Everything up to the final Linear layer: images -> (N, D) features."""
+    if not isinstance(model.head, nn.Sequential) or not isinstance(model.head[-1], nn.Linear):
+        raise DataError("the probe needs a model whose head ends in a Linear layer")
+    return nn.Sequential(model.body, *list(model.head)[:-1]).eval()
+
+
+@torch.inference_mode()
+def extract_views(cfg: TrainConfig, model: Classifier, tensors, size: int, progress=None) -> np.ndarray:
+    """(N, V, D) features: view 0 plain, view 1 mirrored, views 2..V-1 augmented as in training (seeded)."""
+    spec = get_spec(cfg.model)
+    device = pick_device(cfg.device)
+    net = _pooled(model).to(device)
+    eval_tf = build_eval_transform(size, spec.mean, spec.std)
+    train_tf = build_train_transform(cfg.augment, size, spec.mean, spec.std)
+    views = max(2, cfg.probe_views)
+    out = []
+    state = torch.random.get_rng_state()
+    try:
+        for v in range(views):
+            torch.manual_seed(cfg.seed * 7919 + v)
+            if v < 2:
+                batch_views = [eval_tf(t) for t in tensors]
+                if v == MIRROR:
+                    batch_views = [x.flip(-1) for x in batch_views]
+            else:
+                batch_views = [train_tf(t) for t in tensors]
+            feats = [net(torch.stack(batch_views[i:i + 32]).to(device)).float().cpu()
+                     for i in range(0, len(batch_views), 32)]
+            out.append(torch.cat(feats).numpy())
+            if progress:
+                progress(v + 1, views)
+    finally:
+        torch.random.set_rng_state(state)
+    return np.stack(out, axis=1)
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, c: float, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a multinomial logistic regression on (N, V, D) features of every view; returns Linear (weight, bias).
+
+    Standardisation is folded into the returned weights, so they apply to raw features.
+    """
+    n, v, d = features.shape
+    x = features.reshape(n * v, d)
+    y = np.repeat(labels, v)
+    scaler = StandardScaler().fit(x)
+    clf = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x), y)
+    weight = np.zeros((classes, d))
+    bias = np.full(classes, -1e4)  # a class absent from training is never predicted
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    coef, intercept = clf.coef_, clf.intercept_
+    if len(clf.classes_) == 2:  # scikit-learn returns one row for two classes: logit(second) - logit(first)
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+    weight[clf.classes_] = coef / scale
+    bias[clf.classes_] = intercept - (coef / scale) @ scaler.mean_
+    return weight, bias
+
+
+def head_logits(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """(N, D) features -> (N, C) logits."""
+    return features @ weight.T + bias
+
+
+def view_probs(features: np.ndarray, weight: np.ndarray, bias: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Probabilities from the plain view, or (TTA) from plain + mirror log-probabilities averaged."""
+    def log_softmax(z):
+        z = z - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    views = [PLAIN, MIRROR] if tta else [PLAIN]
+    logp = np.mean([log_softmax(head_logits(features[:, v], weight, bias)) for v in views], axis=0)
+    probs = np.exp(logp)
+    return probs / probs.sum(1, keepdims=True)
+
+
+def set_head(model: Classifier, weight: np.ndarray, bias: np.ndarray) -> Classifier:
+    """Copy fitted head weights into the model's final Linear layer."""
+    linear = model.head[-1]
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
+        linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
+    return model
+
+
+def _log_loss_and_accuracy(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy."""
+    loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+    return loss, float((probs.argmax(1) == labels).mean())
+
+
+def fit_probe(cfg: TrainConfig, prepared, train_idx, val_idx, size: int, progress=None):
+    """Extract features of every image once, fit the head on the training rows; returns (model, history, features)."""
+    labels, classes = prepared.dataset.labels, len(prepared.dataset.classes)
+    torch.manual_seed(cfg.seed)
+    model = get_spec(cfg.model).create(classes, size)
+    features = extract_views(cfg, model, prepared.tensors, size, progress)
+    weight, bias = fit_head(features[train_idx], labels[train_idx], cfg.probe_c, classes)
+    set_head(model, weight, bias)
+    record = {"epoch": 1}
+    record["train_loss"], record["train_acc"] = _log_loss_and_accuracy(
+        view_probs(features[train_idx], weight, bias), labels[train_idx])
+    if len(val_idx):
+        record["val_loss"], record["val_acc"] = _log_loss_and_accuracy(
+            view_probs(features[val_idx], weight, bias), labels[val_idx])
+    return model, [record], features
