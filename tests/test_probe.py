@@ -21,8 +21,10 @@ def probe_cfg(**kw):
 
 def test_fit_head_folds_standardisation_into_weights():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, 2, 5)) * [1, 10, 100, 0.1, 1] + [0, 5, -3, 1, 2]
-    y = (x[:, 0, 1] > 5).astype(int)
+    base = rng.normal(size=(60, 1, 5))
+    views = base + 0.05 * rng.normal(size=(60, 2, 5))  # two views of each image, nearly identical
+    x = views * [1, 10, 100, 0.1, 1] + [0, 5, -3, 1, 2]  # wildly different feature scales
+    y = (base[:, 0, 1] > 0).astype(int)
     weight, bias = fit_head(x, y, c=10.0, classes=3)
     preds = head_logits(x[:, 0], weight, bias).argmax(1)
     assert (preds == y).mean() > 0.9
