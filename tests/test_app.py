@@ -206,6 +206,19 @@ def test_cell_selectboxes_open_exactly_that_cells_gallery(weights, synth_data):
                for m in at.markdown)
 
 
+def test_switching_split_reopens_the_most_confused_cell(weights, synth_data):
+    from dance.ui.pages.evaluate import pair_options
+
+    everything, _ = evaluate_checkpoint(weights / "default", synth_data, "all")
+    chosen = next(c for c in SYNTH_CLASSES if c != pair_options(everything)[0])  # a cell the switch must leave
+    at = app_at("evaluate")
+    at.selectbox(key="eval_true").set_value(chosen)
+    at.selectbox(key="eval_pred").set_value(chosen).run()
+    assert (at.selectbox(key="eval_true").value, at.selectbox(key="eval_pred").value) == (chosen, chosen)
+    at.get("button_group")[0].set_value("all").run()  # new predictions: a stale cell would often be empty
+    assert (at.selectbox(key="eval_true").value, at.selectbox(key="eval_pred").value) == pair_options(everything)
+
+
 def test_matrix_click_selection_names_its_cell():
     from dance.ui.pages.evaluate import selected_cell
 
@@ -479,6 +492,7 @@ def test_label_issues_page_reads_runs_dir_and_saves_corrections_there(weights, s
     assert not at.error, [e.value for e in at.error]
     assert at.selectbox(key="li_run").options == ["demo (oof.csv)"]
     assert any(m.value.startswith("**1** of 24 images look mislabelled") for m in at.markdown)
+    assert not at.warning  # one flag in 24: no 'weak model' warning
     assert captions(at)[0] == paths[5].name and sum("where default sees" in c for c in captions(at)) == 2
     at.button(key="li_keep").click().run()
     at.button(key="li_save").click().run()

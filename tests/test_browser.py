@@ -1,4 +1,5 @@
-"""The real app in headless Chromium: every page opens, an upload is classified, a matrix cell click opens its gallery.
+"""The real app in headless Chromium: every page opens, an upload is classified (and explained by Grad-CAM), a matrix
+cell click opens its gallery, the Label issues page opens with or without a cross-validation run.
 
 Starts `streamlit run app.py` on a free port and drives Debian's chromium through Playwright (never
 `playwright install`). Screenshots of each page go to tests/artifacts/ (git-ignored).
@@ -28,7 +29,7 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
 PAGES = [("", "Predict"), ("evaluate", "Evaluate"), ("augment", "Augmentation preview"), ("train", "Train"),
-         ("dataset", "Data set")]  # each test opens its pages once; together they cover all five
+         ("dataset", "Data set"), ("label_issues", "Label issues")]  # each test opens its pages once; together, all six
 SETTLE_MS = 120_000
 
 
@@ -127,7 +128,7 @@ def open_page(tab, base: str, slug: str, title: str) -> None:
 
 
 def test_augment_train_and_data_set_pages_open(server, page):
-    for slug, title in PAGES[2:]:
+    for slug, title in PAGES[2:5]:
         open_page(page, server, slug, title)
         assert page.locator("[data-testid=stSidebarNav]").get_by_text(title, exact=True).count() == 1
         screenshot(page, slug)
@@ -150,6 +151,23 @@ def test_upload_on_predict_shows_the_models_label(server, page):
         assert shown == expected.label
         assert page.get_by_text(f"confidence {expected.confidence:.1%}", exact=True).count() == 1
     screenshot(page, "predict-upload")
+    images = page.locator("[data-testid=stMain] [data-testid=stImage]").count()
+    page.locator("[data-testid=stSidebar]").get_by_text("Show Grad-CAM", exact=True).click()
+    overlay = page.get_by_text(f"Grad-CAM: where the model sees {expected.label} (")
+    overlay.first.wait_for()
+    settle(page)
+    assert page.locator("[data-testid=stMain] [data-testid=stImage]").count() == images + 1
+    screenshot(page, "predict-gradcam")
+
+
+def test_label_issues_page_opens(server, page):
+    open_page(page, server, "label_issues", "Label issues")
+    assert page.locator("[data-testid=stSidebarNav]").get_by_text("Label issues", exact=True).count() == 1
+    main = page.locator("[data-testid=stMain]")
+    # Without a CV run the page says how to make one; with one it shows the first disputed image or says none are.
+    assert (main.get_by_text("python -m dance cv").count() + main.get_by_text("look mislabelled").count()
+            + main.get_by_text("No likely label issues").count()) >= 1
+    screenshot(page, "label_issues")
 
 
 def test_clicking_a_confusion_matrix_cell_opens_its_gallery(server, page):

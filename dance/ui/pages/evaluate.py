@@ -25,6 +25,7 @@ SPLITS = {
 }
 MATRIX_KEY = "eval_matrix"
 TRUE_KEY, PRED_KEY = "eval_true", "eval_pred"
+SOURCE_KEY = "eval_source"
 
 
 @st.cache_data(show_spinner="Classifying the labelled images (once; cached afterwards)…", max_entries=16)
@@ -197,11 +198,14 @@ def _metrics(preds: Predictions, label: str, split: str) -> None:
                    "Use the hold-out or a cross-validation run for an honest estimate.")
 
 
-def _sync_defaults(preds: Predictions) -> None:
-    """Give the cell selectboxes valid values before they are drawn (classes change with the checkpoint)."""
+def _sync_defaults(preds: Predictions, source: str) -> None:
+    """Give the cell selectboxes valid values before they are drawn: the most confused pair whenever the
+    predictions change (another split, run or checkpoint), else keep the user's choice if it is still a class."""
     default = pair_options(preds)
+    changed = st.session_state.get(SOURCE_KEY) != source
+    st.session_state[SOURCE_KEY] = source
     for key, value in zip((TRUE_KEY, PRED_KEY), default):
-        if st.session_state.get(key) not in preds.classes:
+        if changed or st.session_state.get(key) not in preds.classes:
             st.session_state[key] = value
 
 
@@ -233,6 +237,14 @@ def _report(preds: Predictions) -> None:
         name: st.column_config.NumberColumn(name, format="%.2f") for name in ("precision", "recall", "f1")})
 
 
+def _square_unit_axes(fig):
+    """Both axes 0-100 % with the legend below, so the diagonal is a true diagonal and the plot keeps its width."""
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    fig.update_layout(legend={"orientation": "h", "y": -0.25}, height=380)
+    return fig
+
+
 def _calibration(loaded: Loaded, split: str) -> None:
     """Reliability diagram, ECE before/after, and accuracy vs coverage as the "not sure" threshold moves."""
     st.subheader("Calibration")
@@ -258,19 +270,22 @@ def _calibration(loaded: Loaded, split: str) -> None:
                    help="Accuracy on the answered images only.")
     st.caption(view.ece_note)
     if not view.calibrated:
-        st.info(f"{md_escape(loaded.predictor.ckpt.name)} is not calibrated: its confidences are the raw softmax. "
-                "Fit a temperature and a 'not sure' threshold with `python -m dance calibrate "
-                f"{md_escape(loaded.predictor.ckpt.name)}`.")
+        name = loaded.predictor.ckpt.name
+        st.info(f"{md_escape(name)} is not calibrated: its confidences are the raw softmax. Fit a temperature and a "
+                f"'not sure' threshold with `python -m dance calibrate --weights {name.replace('`', '')}` "
+                "(add `--oof runs/cv/<name>/oof.csv` to fit on a cross-validation run).")
     if split == "all":
         st.caption("These images include the training set, so the diagram looks better than it should.")
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown("**Reliability diagram**")
-        st.plotly_chart(reliability_figure(view.reliability), key="eval_reliability", config={"displayModeBar": False})
+        st.plotly_chart(_square_unit_axes(reliability_figure(view.reliability)), key="eval_reliability",
+                        config={"displayModeBar": False})
     with right:
         st.markdown("**Coverage vs accuracy** (the 'not sure' threshold)")
-        st.plotly_chart(coverage_figure(coverage_curve(view.calibrated_probs, preds.targets), view.threshold),
-                        key="eval_coverage", config={"displayModeBar": False})
+        fig = coverage_figure(coverage_curve(view.calibrated_probs, preds.targets), view.threshold)
+        fig.update_xaxes(range=[0, 1.02])
+        st.plotly_chart(fig, key="eval_coverage", config={"displayModeBar": False})
         st.caption("Each point is a threshold: images below it get 'not sure'. The marker is this model's threshold.")
 
 
@@ -302,7 +317,7 @@ def render() -> None:
             return
         preds = loaded.preds
         _metrics(preds, loaded.label, split)
-        _sync_defaults(preds)
+        _sync_defaults(preds, f"{split}|{loaded.label}|{loaded.ref.mtime if loaded.ref else ''}")
         left, right = st.columns([3, 2], gap="large")
         with left:
             _matrix(preds)

@@ -22,6 +22,7 @@ from dance.ui.common import (CheckpointRef, checkpoint_picker, file_cam, jpeg_by
 INDEX_KEY = "li_index"
 DECISIONS_KEY = "li_decisions"
 VIEW_SIDE = 448
+WEAK_SHARE = 0.25  # flagging more than this share of the data set says more about the model than the labels
 
 
 def corrections_path() -> Path:
@@ -30,10 +31,10 @@ def corrections_path() -> Path:
 
 
 @st.cache_data(show_spinner="Ranking likely label issues…", max_entries=16)
-def _issues(path: str, mtime: float) -> tuple[pd.DataFrame, int, list[str]]:
-    """Flagged images of an oof.csv (most disputed first), the number of images and the class names."""
+def _issues(path: str, mtime: float) -> tuple[pd.DataFrame, int, list[str], float]:
+    """Flagged images of an oof.csv (most disputed first), the number of images, the classes and the OOF accuracy."""
     preds = load_oof(path)
-    return find_label_issues(preds), len(preds.targets), preds.classes
+    return find_label_issues(preds), len(preds.targets), preds.classes, float(preds.metrics()["accuracy"])
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -100,15 +101,15 @@ def _review(run: Path, issues: pd.DataFrame, classes: list[str], predictor: Pred
     st.session_state[INDEX_KEY] = index
     row = issues.iloc[index]
     decisions = _decisions(run)
-    nav = st.columns([1, 1, 4], vertical_alignment="center")
-    nav[0].button("Previous", key="li_prev", icon=":material/arrow_back:", disabled=index == 0,
-                  on_click=_step, args=(-1, count))
-    nav[1].button("Next", key="li_next", icon=":material/arrow_forward:", disabled=index == count - 1,
-                  on_click=_step, args=(1, count))
     done = decisions.get(row["path"])
     status = f" — decided: **{done[0]}**" + (f" as {md_escape(done[1])}" if done and done[0] == "relabel" else "") \
         if done else ""
-    nav[2].markdown(f"Image **{index + 1}** of {count}: {md_escape(row['image'])}{status}")
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.button("Previous", key="li_prev", icon=":material/arrow_back:", disabled=index == 0,
+                  on_click=_step, args=(-1, count))
+        st.button("Next", key="li_next", icon=":material/arrow_forward:", disabled=index == count - 1,
+                  on_click=_step, args=(1, count))
+        st.markdown(f"Image **{index + 1}** of {count}: {md_escape(row['image'])}{status}", width="stretch")
 
     with st.container(border=True):
         cols = st.columns(3)
@@ -166,11 +167,15 @@ def render() -> None:
         run = _pick_run()
         if run is None:
             return
-        issues, total, classes = _issues(str(run), run.stat().st_mtime)
+        issues, total, classes, accuracy = _issues(str(run), run.stat().st_mtime)
         if issues.empty:
             st.success(f"No likely label issues among the {total} images of this run.")
             return
         st.markdown(f"**{len(issues)}** of {total} images look mislabelled, most disputed first.")
+        if len(issues) > WEAK_SHARE * total:
+            st.warning(f"This run's out-of-fold accuracy is only {accuracy:.0%}, so most of these flags are likely the "
+                       "model's own mistakes rather than wrong labels. A stronger cross-validation run gives a "
+                       "shorter, more trustworthy list.")
         with st.expander("All flagged images", expanded=False):
             st.dataframe(issues.drop(columns="path"), hide_index=True, width="stretch", column_config={
                 name: st.column_config.NumberColumn(name, format="%.2f")

@@ -78,6 +78,16 @@ def results_frame(items: list[Item], preds: list[ImagePrediction], side: int = T
     return pd.DataFrame(rows, columns=["thumbnail", "image", "label", "confidence", "error"])
 
 
+def table_config(frame: pd.DataFrame) -> dict:
+    """st.dataframe settings for a results table: thumbnail column, confidence bar, the error column only if used."""
+    columns = [c for c in frame.columns if c != "error" or frame["error"].notna().any()]
+    return {"column_order": columns, "column_config": {
+        "thumbnail": st.column_config.ImageColumn("image", width="small"),
+        "image": st.column_config.TextColumn("file"),
+        "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0, max_value=1),
+    }}
+
+
 def csv_bytes(frame: pd.DataFrame, classes: list[str], preds: list[ImagePrediction]) -> bytes:
     """The results table as CSV (without thumbnails), one probability column per class."""
     out = frame.drop(columns="thumbnail").copy()
@@ -132,15 +142,16 @@ def _inputs(folder: Path | None) -> list[Item]:
                               help="The browser asks for camera access only when this is on.")
     with right:
         if folder is not None:
-            if st.button("Try sample images", key="predict_sample_btn", icon=":material/casino:",
-                         help=f"Classify {SAMPLE_COUNT} random images from the data set's test/ folder."):
-                st.session_state["predict_sample_seed"] = random.randrange(1 << 30)
-            if st.session_state.get("predict_sample_seed") is not None and st.button(
-                    "Clear samples", key="predict_sample_clear", type="tertiary"):
-                st.session_state["predict_sample_seed"] = None
-            st.button("Predict the data set's test/ folder", key="predict_testset_btn", icon=":material/checklist:",
-                      on_click=_open_test_set,
-                      help="Classify every image listed in test.csv and download the submission CSV (Image,target).")
+            with st.container(horizontal=True):
+                if st.button("Try sample images", key="predict_sample_btn", icon=":material/casino:",
+                             help=f"Classify {SAMPLE_COUNT} random images from the data set's test/ folder."):
+                    st.session_state["predict_sample_seed"] = random.randrange(1 << 30)
+                st.button("Predict the whole test/ folder", key="predict_testset_btn", icon=":material/checklist:",
+                          on_click=_open_test_set, help="Classify every image listed in test.csv and download the "
+                                                        "submission CSV (Image,target).")
+                if st.session_state.get("predict_sample_seed") is not None and st.button(
+                        "Clear samples", key="predict_sample_clear", type="tertiary"):
+                    st.session_state["predict_sample_seed"] = None
     if camera_on:
         shot = st.camera_input("Take a photo", key="predict_camera")
         if shot is not None:
@@ -166,7 +177,7 @@ def _cam(item: Item, pred: ImagePrediction, predictor: Predictor, ref: Checkpoin
     else:
         picture, name, prob = found
         st.image(picture, caption=f"Grad-CAM: where the model sees {name} ({prob:.1%})", width="stretch")
-    st.selectbox("Explain class", predictor.classes, key=key, label_visibility="collapsed",
+    st.selectbox("Explain class", predictor.classes, key=key,
                  help="Grad-CAM: the regions that raise this class's score; red is strongest.")
 
 
@@ -230,21 +241,18 @@ def _test_set(folder: Path, predictor: Predictor, ref: CheckpointRef, tta: bool)
     st.markdown(f"**{len(paths) - failed}** of {len(paths)} images in {md_escape(folder / 'test.csv')} classified"
                 f" with {md_escape(ref.name)}" + (" (TTA)" if tta else "") +
                 (f"; {unsure} 'not sure'" if unsure else "") + (f"; **{failed} failed**" if failed else "") + ".")
-    st.dataframe(frame, hide_index=True, width="stretch", height=420, row_height=64, column_config={
-        "thumbnail": st.column_config.ImageColumn("image", width="small"),
-        "image": st.column_config.TextColumn("file"),
-        "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0, max_value=1),
-    }, key="predict_testset_table")
-    cols = st.columns([2, 2, 1])
-    cols[0].download_button("Download submission.csv (Image,target)", submission_csv(paths, preds), "submission.csv",
-                            "text/csv", key="predict_submission", icon=":material/download:", type="primary",
-                            help="One row per test.csv row, in its order: the HackerEarth submission format.")
-    cols[1].download_button("Download probabilities CSV", csv_bytes(frame, predictor.classes, preds),
-                            "test_predictions.csv", "text/csv", key="predict_testset_csv", icon=":material/download:")
-    if cols[2].button("Close", key="predict_testset_close", type="tertiary"):
-        st.session_state[f"{TESTSET_KEY}_on"] = False
-        st.session_state.pop(TESTSET_KEY, None)
-        st.rerun()
+    st.dataframe(frame, hide_index=True, width="stretch", height=500, row_height=64, key="predict_testset_table",
+                 **table_config(frame))
+    with st.container(horizontal=True):
+        st.download_button("Download submission.csv (Image,target)", submission_csv(paths, preds), "submission.csv",
+                           "text/csv", key="predict_submission", icon=":material/download:", type="primary",
+                           help="One row per test.csv row, in its order: the HackerEarth submission format.")
+        st.download_button("Download probabilities CSV", csv_bytes(frame, predictor.classes, preds),
+                           "test_predictions.csv", "text/csv", key="predict_testset_csv", icon=":material/download:")
+        if st.button("Close", key="predict_testset_close", type="tertiary", icon=":material/close:"):
+            st.session_state[f"{TESTSET_KEY}_on"] = False
+            st.session_state.pop(TESTSET_KEY, None)
+            st.rerun()
 
 
 def render() -> None:
@@ -278,12 +286,7 @@ def render() -> None:
             frame = results_frame(items, preds)
             ok = int(frame["error"].isna().sum())
             st.subheader(f"Results: {ok} of {len(items)} images classified")
-            st.dataframe(frame, hide_index=True, width="stretch", column_config={
-                "thumbnail": st.column_config.ImageColumn("image", width="small"),
-                "image": st.column_config.TextColumn("file"),
-                "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0,
-                                                              max_value=1),
-            }, key="predict_table")
+            st.dataframe(frame, hide_index=True, width="stretch", key="predict_table", **table_config(frame))
             st.download_button("Download CSV", csv_bytes(frame, predictor.classes, preds), "predictions.csv",
                                "text/csv", key="predict_csv", icon=":material/download:")
         pages = max(1, -(-len(items) // DETAILS_PER_PAGE))
