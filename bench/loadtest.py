@@ -75,15 +75,20 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def machine() -> str:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, in seconds (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine(load: float) -> str:
     """CPU model, logical cores and memory of this machine, in one line."""
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or "unknown CPU")
     mem = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
                 if line.startswith("MemTotal")), float("nan"))
-    load = os.getloadavg()[0]
     return f"{model}, {os.cpu_count()} logical cores, {mem:.0f} GiB RAM, Linux {platform.release()}; " \
-           f"1-min load average at start {load:.1f} (the machine is shared)"
+           f"1-min load average {load:.1f} just before the sessions (the machine is shared with other jobs)"
 
 
 def expected_answers(files: list[Path], weights: Path) -> dict[str, dict]:
@@ -193,7 +198,8 @@ def start_server(port: int, weights_dir: Path, log_path: Path) -> subprocess.Pop
         time.sleep(0.3)
 
 
-def report(args, weights: Path, sessions: list[Session], rss: dict[str, float], wall: float, command: str) -> str:
+def report(args, weights: Path, sessions: list[Session], rss: dict[str, float], wall: float, command: str,
+           load: float, server_cpu: float, alone: Session) -> str:
     """The results as Markdown."""
     latencies = np.array([s.latency for s in sessions if s.latency is not None])
     errors = [s for s in sessions if s.error]
@@ -201,11 +207,11 @@ def report(args, weights: Path, sessions: list[Session], rss: dict[str, float], 
     answers = sum(len(s.shown) for s in sessions)
     pct = (lambda q: f"{np.percentile(latencies, q):.1f} s") if len(latencies) else (lambda q: "n/a")
     lines = [
-        "# Reliability: load test of the Streamlit app",
+        "## Load test of the Streamlit app",
         "",
         f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Command: `{command}`",
-        f"- Machine: {machine()}",
+        f"- Machine: {machine(load)}",
         f"- Checkpoint: `{weights.name}` ({json.loads(weights.with_suffix('.json').read_text())['arch']})",
         f"- Load: {args.sessions} concurrent Chromium sessions (one browser, one context each), each uploading "
         f"{args.images} different images from the data set's test/ folder on the Predict page "
@@ -217,20 +223,40 @@ def report(args, weights: Path, sessions: list[Session], rss: dict[str, float], 
         f"| answers shown | {answers} of {args.sessions * args.images} |",
         f"| answers differing from `dance predict` (label or confidence) | "
         f"{sum(len(s.mismatches) for s in sessions)} (in {len(wrong)} sessions) |",
+        f"| one session alone first (same work, no concurrency): latency | "
+        f"{f'{alone.latency:.1f} s' if alone.latency else alone.error} |",
         f"| latency per session, upload -> all answers drawn: p50 | {pct(50)} |",
         f"| p95 | {pct(95)} |",
         f"| max | {pct(100)} |",
         f"| server RSS before the sessions | {rss['before']:.0f} MB |",
         f"| server RSS peak during the sessions | {rss['peak']:.0f} MB |",
         f"| server RSS after the sessions closed | {rss['after']:.0f} MB |",
-        f"| wall time of the whole run | {wall:.0f} s |",
+        f"| server CPU time used by the sessions (user + system) | {server_cpu:.0f} s |",
+        f"| wall time of the sessions | {wall:.0f} s |",
         "",
     ]
     for s in errors:
         lines.append(f"- session {s.index}: {s.error}")
+    if alone.mismatches:
+        lines.append(f"- the lone session: {'; '.join(alone.mismatches[:5])}")
     for s in wrong:
         lines.append(f"- session {s.index}: {'; '.join(s.mismatches[:5])}")
     return "\n".join(lines) + "\n"
+
+
+START, END = "<!-- loadtest:start -->", "<!-- loadtest:end -->"
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace the measured section of `path` (between the markers), keeping the hand-written notes around it."""
+    section = f"{START}\n{text}{END}\n"
+    old = path.read_text() if path.is_file() else ""
+    if START in old and END in old:
+        before, rest = old.split(START, 1)
+        new = before + section + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        new = section + ("\n" + old if old else "")
+    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,22 +276,24 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no checkpoint in {args.weights_dir}; train one first or pass --weights-dir")
     weights = stems[0]
     pool = load_unlabelled(find_data_dir(None))
-    needed = args.sessions * args.images
+    needed = (args.sessions + 1) * args.images
     if len(pool) < needed:
         raise SystemExit(f"need {needed} test images, the data set has {len(pool)}")
     files = pool[:needed]
     expected = expected_answers(files, weights)
     sessions = [Session(i, files[i * args.images:(i + 1) * args.images]) for i in range(args.sessions)]
+    alone = Session(args.sessions, files[args.sessions * args.images:])  # the same work with no concurrency
 
     port = free_port()
     log_path = Path(tempfile.gettempdir()) / f"dance-loadtest-{port}.log"
     server = start_server(port, args.weights_dir, log_path)
     rss = {"before": 0.0, "peak": 0.0, "after": 0.0}
-    started = time.perf_counter()
     try:
         # one warm-up visit, so "before" includes the loaded model (what every real session starts from)
         asyncio.run(drive(f"http://127.0.0.1:{port}", [], 300, warmup=True))
+        asyncio.run(drive(f"http://127.0.0.1:{port}", [alone], args.timeout))
         rss["before"] = rss["peak"] = rss_mb(server.pid)
+        load, cpu_before, started = os.getloadavg()[0], cpu_seconds(server.pid), time.perf_counter()
 
         async def sampled():
             async def sampler():
@@ -280,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                 task.cancel()
 
         asyncio.run(sampled())
+        wall = time.perf_counter() - started
+        server_cpu = cpu_seconds(server.pid) - cpu_before
         time.sleep(3)
         rss["after"] = rss_mb(server.pid)
     finally:
@@ -288,9 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
-    wall = time.perf_counter() - started
 
-    for s in sessions:
+    for s in [*sessions, alone]:
         if s.error:
             continue
         rows = [expected[str(p)] for p in s.files]
@@ -301,12 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         if s.confidences != want_conf:
             s.mismatches.append(f"confidences {s.confidences} but dance predict says {want_conf}")
     command = "python bench/loadtest.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = report(args, weights, sessions, rss, wall, command.strip())
+    text = report(args, weights, sessions, rss, wall, command.strip(), load, server_cpu, alone)
     print(text)
     if not args.no_write:
-        args.output.write_text(text)
+        write_section(args.output, text)
         print(f"wrote {args.output}")
-    return 1 if any(s.error or s.mismatches for s in sessions) else 0
+    return 1 if any(s.error or s.mismatches for s in [*sessions, alone]) else 0
 
 
 if __name__ == "__main__":
