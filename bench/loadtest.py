@@ -253,7 +253,7 @@ def write_section(path: Path, text: str) -> None:
     old = path.read_text() if path.is_file() else ""
     if START in old and END in old:
         before, rest = old.split(START, 1)
-        new = before + section + rest.split(END, 1)[1].lstrip("\n")
+        new = before + section + "\n" + rest.split(END, 1)[1].lstrip("\n")
     else:
         new = section + ("\n" + old if old else "")
     path.write_text(new)
