@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 from dance import checkpoint
 from dance.data import find_data_dir
 from dance.errors import CheckpointError, DanceError
-from dance.explain import explain
+from dance.explain import class_activation, overlay, upsample
 from dance.images import load_image
 from dance.predict import Predictor
 
@@ -264,8 +264,14 @@ def digest(data: bytes) -> str:
 
 def _cam_jpeg(predictor: Predictor, img: Image.Image, class_name: str | None, side: int,
               square: bool) -> tuple[bytes, str, float]:
-    """Grad-CAM overlay of `img` (shrunk to `side` first: the heat map is coarse anyway) as JPEG, class, probability."""
-    picture, name, prob = explain(predictor, thumbnail(img, side), class_name)
+    """Grad-CAM overlay of `img` (shrunk to `side` first: the heat map is coarse anyway) as JPEG, class, probability.
+
+    Same as dance.explain.explain, but handed the Predictor directly: explain() dispatches on isinstance, which
+    fails for a cached Predictor once Streamlit has re-imported dance.predict after a source file changed.
+    """
+    small = thumbnail(img, side)
+    cam, name, prob = class_activation(predictor, small, class_name)
+    picture = overlay(small, upsample(cam, small.size))
     return jpeg_bytes(tile(picture, side) if square else picture), name, prob
 
 
@@ -326,7 +332,7 @@ def gallery(frame: pd.DataFrame, key: str, columns: int = 4, per_page: int = 12,
     pages = max(1, -(-len(frame) // per_page))
     page = 1
     if pages > 1:
-        page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page"))
+        page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page", width=200))
     chunk = frame.iloc[(page - 1) * per_page: page * per_page]
     classes = chunk["predicted"].tolist() if cam is not None else None
     tiles(chunk["path"].tolist(), [gallery_caption(row) for _, row in chunk.iterrows()], columns, cam, classes)

@@ -292,7 +292,7 @@ def render() -> None:
         pages = max(1, -(-len(items) // DETAILS_PER_PAGE))
         page = 1
         if pages > 1:
-            page = int(st.number_input(f"Details page (of {pages})", 1, pages, 1, key="predict_detail_page"))
+            page = int(st.number_input(f"Details page (of {pages})", 1, pages, 1, key="predict_detail_page", width=200))
         start = (page - 1) * DETAILS_PER_PAGE
         for i in range(start, min(len(items), start + DETAILS_PER_PAGE)):
             _detail(items[i], preds[i], key=f"predict_probs_{i}", cam=(predictor, used) if show_cam else None)
