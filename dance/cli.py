@@ -183,7 +183,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
               f"macro-F1 {fold['macro_f1']:.4f}  {fold['train_seconds']}s", flush=True)
 
     result = cross_validate(cfg, args.data, k=args.folds, repeats=args.repeats, name=args.name, tta=args.tta,
-                            callbacks=[_ConsoleProgress(quiet=True)], fold_progress=on_fold)
+                            callbacks=[_ConsoleProgress(quiet=True)], fold_progress=on_fold,
+                            command=" ".join(["python -m dance", *sys.argv[1:]]))
     for bar in bars:
         bar.close()
     s = result.summary

@@ -68,6 +68,7 @@ def cross_validate(
     callbacks: list[Callback] = (),
     prepared: PreparedData | None = None,
     fold_progress=None,
+    command: str | None = None,
 ) -> CVResult:
     """Train one model per fold (k folds x repeats) and collect out-of-fold probabilities for every image.
 
@@ -130,7 +131,7 @@ def cross_validate(
     oof = Predictions(prob_sum / np.maximum(seen, 1)[:, None], ds.labels, [str(p) for p in ds.paths], ds.classes)
     per_class = oof.report()["f1"].round(4).to_dict()
     summary = {
-        "name": name, "model": cfg.model, "method": cfg.method, "image_size": size, "k": k, "repeats": repeats, "tta": tta,
+        "name": name, "command": command, "model": cfg.model, "method": cfg.method, "image_size": size, "k": k, "repeats": repeats, "tta": tta,
         "images": len(ds), "device": device_name(device),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
@@ -210,7 +211,8 @@ def report_markdown(summary: dict) -> str:
         f"- model `{summary['model']}` ({summary.get('method', 'finetune')}) at {summary['image_size']} px; {summary['k']}-fold x {summary['repeats']} "
         f"repeat(s), stratified and grouped by source image; TTA: {summary['tta']}",
         f"- {summary['images']} images; device: {summary['device']}; total train time "
-        f"{summary['train_seconds_total']} s; {summary['created']}", "",
+        f"{summary['train_seconds_total']} s; {summary['created']}",
+        f"- command: `{summary.get('command') or 'python API'}`", "",
         "| metric | mean ± std over folds |", "|---|---|",
         f"| accuracy | {pm('accuracy')} |", f"| macro-F1 | {pm('macro_f1')} |", f"| weighted-F1 | {pm('weighted_f1')} |",
     ]
