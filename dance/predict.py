@@ -178,7 +178,7 @@ class Predictor:
 def choose_session(ckpt: Checkpoint, backend: str = "auto"):
     """The ONNX Runtime session a Predictor should use, or None for torch.
 
-    "auto" uses ONNX (effnet-lite0 batch 1: 44 ms vs 301-694 ms for torch on the loaded 2-core box, bench/speed.md) when a verified export of
+    "auto" uses ONNX (effnet-lite0 batch 1, 1 thread: 10 ms vs 22-26 ms for torch; bench/speed.md) when a verified export of
     exactly these weights exists beside the checkpoint or in the cache; for a checkpoint in weights/ (the
     ones the app serves) it exports into the cache once. Anything else, or any failure, means torch.
     """
