@@ -21,7 +21,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from dance.config import TrainConfig
-from dance.data import kfold_splits
+from dance.data import find_data_dir, kfold_splits
 from dance.engine import Callback, fit, pick_device, predict_logits, softmax_np
 from dance.errors import DataError
 from dance.fileio import atomic_write_json, atomic_write_text
@@ -191,7 +191,19 @@ def load_oof(path: str | os.PathLike) -> Predictions:
         raise DataError(f"{path}: targets {sorted(unknown)} have no probability column.")
     lookup = {c: i for i, c in enumerate(classes)}
     probs = frame[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
-    return Predictions(probs, frame["target"].map(lookup).to_numpy(), frame["path"].tolist(), classes)
+    return Predictions(probs, frame["target"].map(lookup).to_numpy(), _locate(frame), classes)
+
+
+def _locate(frame: pd.DataFrame) -> list[str]:
+    """Image paths of an oof.csv; a run made on another machine or checkout is re-rooted at this data set's train/."""
+    paths = frame["path"].tolist()
+    if all(Path(p).is_file() for p in paths) or "image" not in frame.columns:
+        return paths
+    try:
+        train_dir = find_data_dir() / "train"
+    except DataError:
+        return paths
+    return [p if Path(p).is_file() else str(train_dir / Path(str(name)).name) for p, name in zip(paths, frame["image"])]
 
 
 def list_oof_runs(root: Path = CV_ROOT) -> list[Path]:

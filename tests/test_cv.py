@@ -66,3 +66,12 @@ def test_load_oof_rejects_other_csv(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="not an out-of-fold"):
         load_oof(tmp_path / "x.csv")
+
+
+def test_oof_from_another_checkout_is_re_rooted_at_the_data_set(synth_data, tmp_path, monkeypatch):
+    result = cross_validate(tiny_cfg(), synth_data, k=2, name="moved", out_root=tmp_path)
+    csv = tmp_path / "moved" / "oof.csv"
+    csv.write_text(csv.read_text().replace(str(synth_data), "/elsewhere/data"))
+    monkeypatch.setenv("DANCE_DATA", str(synth_data))
+    moved = load_oof(csv)
+    assert moved.paths == [str(synth_data.resolve() / "train" / p.split("/")[-1]) for p in result.oof.paths]

@@ -57,9 +57,12 @@ def _cv_module():
 
 
 def oof_runs() -> list[Path]:
-    """oof.csv of every cross-validation run under runs_dir()/cv, newest first (empty when there are none)."""
+    """oof.csv of every cross-validation run: your runs under runs_dir()/cv (newest first), then the shipped
+    ones under weights/cv (the CV of the shipped recipe), empty when there are none."""
     cv = _cv_module()
-    return [Path(p) for p in cv.list_oof_runs(runs_dir() / "cv")] if cv is not None else []
+    if cv is None:
+        return []
+    return [Path(p) for root in (runs_dir() / "cv", weights_dir() / "cv") for p in cv.list_oof_runs(root)]
 
 
 def load_oof(path: str | os.PathLike):

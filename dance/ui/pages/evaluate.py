@@ -306,8 +306,11 @@ def render() -> None:
     st.title("Evaluate")
     st.caption("Where does the model go wrong? Pick a checkpoint and a labelled split; click the matrix to browse.")
     with page_errors():
+        # Out-of-fold predictions are the honest view when a CV run exists (the shipped default was trained
+        # on every labelled image, so it has no hold-out of its own).
+        first = "oof" if oof_runs() else "holdout"
         split = st.segmented_control("Labelled split", list(SPLITS), format_func=SPLITS.get, key="eval_split",
-                                     default="holdout", required=True) or "holdout"
+                                     default=first, required=True) or first
         with st.sidebar:
             show_cam = st.toggle("Grad-CAM in galleries", key="eval_cam",
                                  help="Show each gallery image as a heat map of where the model looked for the class "
