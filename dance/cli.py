@@ -131,11 +131,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Write the HackerEarth submission CSV (Image,target) for test.csv."""
-    import pandas as pd
-
     from dance.data import find_data_dir, load_unlabelled
-    from dance.fileio import atomic_write_text
+    from dance.fileio import atomic_write_bytes
     from dance.predict import Predictor
+    from dance.submission import submission_csv
 
     folder = find_data_dir(args.data)
     paths = load_unlabelled(folder)
@@ -144,9 +143,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     bad = [p for p in preds if not p.ok]
     for p in bad:
         print(f"ERROR {p.error}", file=sys.stderr)
-    frame = pd.DataFrame({"Image": [Path(p.image).name for p in preds], "target": [p.label or "" for p in preds]})
-    atomic_write_text(args.output, frame.to_csv(index=False))
-    print(f"wrote {len(frame)} predictions to {args.output}")
+    atomic_write_bytes(args.output, submission_csv(paths, preds))
+    print(f"wrote {len(preds)} predictions to {args.output}")
     return 1 if bad else 0
 
 

@@ -433,7 +433,7 @@ def test_calibration_section_and_model_card_follow_the_sidecar(weights, synth_da
 def test_submission_csv_has_one_row_per_test_csv_row_in_its_order():
     import pandas as pd
 
-    from dance.ui.submission import submission_csv
+    from dance.submission import submission_csv
 
     paths = [Path("/data/test/z.jpg"), Path("/data/test/a.jpg"), Path("/data/test/m.png")]
     preds = [ImagePrediction("z.jpg", {"kathak": 0.2, "odissi": 0.8}),

@@ -16,7 +16,7 @@ from dance.predict import ImagePrediction, Predictor
 from dance.ui.common import (THUMB_SIDE, CheckpointRef, bytes_cam, bytes_thumbnail, card_frame, checkpoint_picker,
                              data_dir_or_error, data_uri, digest, file_cam, file_thumbnail, list_checkpoints,
                              load_with_fallback, md_escape, model_card, page_errors)
-from dance.ui.submission import submission_csv
+from dance.submission import submission_csv
 
 ACCEPTED = ("jpg", "jpeg", "png", "webp", "bmp")
 SAMPLE_COUNT = 4
