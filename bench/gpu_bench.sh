@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared GPU check for a session that has a CUDA machine; everything goes to stdout.
-#   bash bench/gpu_bench.sh [DATA_DIR]        (about 3-6 minutes on one H100/H200)
+#   bash bench/gpu_bench.sh [DATA_DIR]        (about 2 minutes on one H100/H200)
 # Prints: device, inference latency/throughput on CUDA (bf16 autocast + channels_last), per-epoch time,
 # full-recipe effnet-lite0 train wall time and images/s, and GPU utilisation sampled by nvidia-smi.
 set -uo pipefail
@@ -46,21 +46,22 @@ for name in REGISTRY:
               f"  {batch/med:9.0f} images/s")
 EOF
 
-echo "== training on CUDA: full default recipe, effnet-lite0 (nvidia-smi sampled every 200 ms)"
+for WORKERS in 0 6; do
+echo "== training on CUDA: full default recipe, effnet-lite0, --workers $WORKERS (nvidia-smi sampled every 200 ms)"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 200 \
   > "$OUT/smi.csv" 2>/dev/null &
 SMI=$!
 START=$(date +%s.%N)
-"$PY" -m dance train ${DATA:+--data "$DATA"} --model effnet-lite0 --device cuda --output "$OUT/gpu-lite0" 2>/dev/null
+"$PY" -m dance train ${DATA:+--data "$DATA"} --model effnet-lite0 --device cuda --workers "$WORKERS" \
+  --output "$OUT/gpu-lite0-w$WORKERS" 2>/dev/null
 RC=$?
 END=$(date +%s.%N)
 kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
-echo "train exit code $RC; wall time $(echo "$END - $START" | bc) s (includes start-up and decoding the images once)"
-"$PY" - "$OUT" <<'EOF'
+echo "train exit code $RC; wall time $("$PY" -c "print(round($END - $START, 1))") s (includes start-up and decoding the images once)"
+"$PY" - "$OUT/gpu-lite0-w$WORKERS.json" "$OUT/smi.csv" <<'EOF'
 import json, sys
 from pathlib import Path
-out = Path(sys.argv[1])
-meta = json.loads((out / "gpu-lite0.json").read_text())
+meta = json.loads(Path(sys.argv[1]).read_text())
 n_train = meta["data"]["images"] - len(meta["split"]["val_images"])
 for r in meta["history"]:
     print(f"epoch {r['epoch']:2d}: {r['seconds']:6.2f} s  {n_train / r['seconds']:7.1f} train images/s (epoch incl. validation)"
@@ -68,7 +69,7 @@ for r in meta["history"]:
 total = sum(r["seconds"] for r in meta["history"])
 print(f"all epochs: {total:.1f} s, {n_train * len(meta['history']) / total:.1f} images/s; "
       f"hold-out accuracy {meta['metrics']['holdout']['accuracy']:.4f}")
-rows = [line.split(", ") for line in (out / "smi.csv").read_text().splitlines() if line.count(",") == 2]
+rows = [line.split(", ") for line in Path(sys.argv[2]).read_text().splitlines() if line.count(",") == 2]
 util = [float(r[1]) for r in rows if r[1].strip().replace(".", "").isdigit()]
 mem = [float(r[2]) for r in rows if r[2].strip().replace(".", "").isdigit()]
 if util:
@@ -76,6 +77,7 @@ if util:
     print(f"GPU utilisation over {len(util)} samples: mean {sum(util)/len(util):.0f}%, "
           f"mean while busy {sum(busy)/max(len(busy),1):.0f}%, max {max(util):.0f}%; memory max {max(mem):.0f} MiB")
 EOF
+done
 
 echo "== DDP smoke test on CUDA (nccl), when more than one GPU"
 NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)

@@ -85,7 +85,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a model and save a checkpoint (never over weights/default unless --output says so)."""
     from dance import checkpoint
     from dance.fileio import atomic_write_json, atomic_write_text
-    from dance.plots import history_figure
     from dance.train import train
 
     cfg = config_from_args(args)
@@ -98,8 +97,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0  # under torchrun, rank 0 alone writes and prints
     stem = result.checkpoint
     atomic_write_json(stem.with_name(stem.name + ".history.json"), result.history)
-    atomic_write_text(stem.with_name(stem.name + ".history.html"),
-                      history_figure(result.history).to_html(include_plotlyjs=True, full_html=True))
+    try:
+        from dance.plots import history_figure
+    except ImportError:  # a bare GPU box may train without plotly; the curves stay in .history.json
+        history_figure = None
+    if history_figure is not None:
+        atomic_write_text(stem.with_name(stem.name + ".history.html"),
+                          history_figure(result.history).to_html(include_plotlyjs=True, full_html=True))
     print(f"saved {stem}.safetensors and {stem}.json")
     if result.holdout is not None:
         m = result.holdout.metrics()
@@ -181,7 +185,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
               f"macro-F1 {fold['macro_f1']:.4f}  {fold['train_seconds']}s", flush=True)
 
     result = cross_validate(cfg, args.data, k=args.folds, repeats=args.repeats, name=args.name, tta=args.tta,
-                            callbacks=[_ConsoleProgress(quiet=True)], fold_progress=on_fold,
+                            save_fold_models=args.save_fold_models, callbacks=[_ConsoleProgress(quiet=True)],
+                            fold_progress=on_fold,
                             command=" ".join(["python -m dance", *sys.argv[1:]]))
     for bar in bars:
         bar.close()
@@ -362,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--name", help="run name under runs/cv/ (default <model>-<size>-<time>)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation on held-out folds")
+    p.add_argument("--save-fold-models", action="store_true",
+                   help="keep each fold's model under runs/cv/<name>/folds/ (teachers for a distilled cv run)")
     _add_train_options(p)
     p.set_defaults(func=cmd_cv)
 

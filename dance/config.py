@@ -50,6 +50,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
     limit: int = 0  # use only the first N rows (tests, quick checks); 0 = all
+    workers: int = 0  # DataLoader processes that augment while the model trains; 0 = augment in this process
+    teacher: str = ""  # distillation: checkpoint whose predictions are also learnt ("{fold}" = each CV fold's model)
+    distill_weight: float = 0.5  # share of the loss that matches the teacher (when a teacher is set)
+    distill_temperature: float = 2.0  # softens both distributions before they are compared
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import f1_score
 
+from dance import checkpoint
 from dance.config import TrainConfig
 from dance.data import find_data_dir, kfold_splits
 from dance.engine import Callback, fit, pick_device, predict_logits, softmax_np
@@ -28,7 +29,8 @@ from dance.fileio import atomic_write_json, atomic_write_text
 from dance.interpret import Predictions
 from dance.models import get_spec
 from dance.probe import extract_views, fit_head, view_probs
-from dance.train import PreparedData, build_state, input_size, make_loader, prepare_data
+from dance.train import (PreparedData, augment_size, build_state, input_size, load_teacher, make_loader, prepare_data,
+                         sidecar_meta, teacher_saw, teacher_stem)
 from dance.transforms import build_eval_transform, build_train_transform
 
 CV_ROOT = Path(__file__).resolve().parents[1] / "runs" / "cv"
@@ -69,17 +71,22 @@ def cross_validate(
     prepared: PreparedData | None = None,
     fold_progress=None,
     command: str | None = None,
+    save_fold_models: bool = False,
 ) -> CVResult:
     """Train one model per fold (k folds x repeats) and collect out-of-fold probabilities for every image.
 
     With repeats > 1 each image gets one held-out prediction per repeat; the saved probabilities are their mean.
+    `save_fold_models` keeps each fold's model as `<run>/folds/fold-<n>` (a teacher for a distilled CV run,
+    whose `--teacher` then names `<run>/folds/fold-{fold}`).
     """
     spec, size, device = get_spec(cfg.model), input_size(cfg), pick_device(cfg.device)
     prepared = prepared or prepare_data(cfg, data_dir)
     ds = prepared.dataset
     splits = kfold_splits(ds.labels, prepared.groups, k=k, seed=cfg.seed, repeats=repeats)
-    train_tf = build_train_transform(cfg.augment, size, spec.mean, spec.std)
+    train_tf = build_train_transform(cfg.augment, augment_size(cfg), spec.mean, spec.std)
     eval_tf = build_eval_transform(size, spec.mean, spec.std)
+    name = name or f"{cfg.model}-{size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out_dir = out_root / name if out_root is not None else None
     prob_sum = np.zeros((len(ds), len(ds.classes)))
     tta_sum = np.zeros_like(prob_sum)
     seen = np.zeros(len(ds), dtype=int)
@@ -103,12 +110,25 @@ def cross_validate(
             probs = view_probs(features[val_idx], weight, bias)
             tta_probs = view_probs(features[val_idx], weight, bias, tta=True)
         else:
+            val_names = [ds.paths[i].name for i in val_idx]
+            teacher = None
+            if cfg.teacher:
+                teacher = load_teacher(teacher_stem(cfg, number), prepared, spec)
+                if teacher_saw(teacher, val_names):  # the teacher must come from the same fold, or it leaks answers
+                    raise DataError(f"Teacher {teacher_stem(cfg, number)} trained on images of fold {number}'s "
+                                    "validation set; use the fold models of a cv run with the same --folds, --repeats "
+                                    "and --seed.")
             train_loader = make_loader(prepared.tensors, ds.labels, train_idx, train_tf, cfg.batch_size, True,
-                                       fold_cfg.seed)
+                                       fold_cfg.seed, cfg.workers)
             val_loader = make_loader(prepared.tensors, ds.labels, val_idx, eval_tf, 64, False)
-            state = build_state(fold_cfg, len(ds.classes), len(train_loader), size)
+            state = build_state(fold_cfg, len(ds.classes), len(train_loader), size, teacher)
             fit(fold_cfg, state, train_loader, None, device, list(callbacks))
             history = state.history
+            if save_fold_models and out_dir is not None:
+                split = {"val_fraction": round(len(val_idx) / len(ds), 4), "seed": cfg.seed, "k": k, "fold": number,
+                         "val_images": val_names}
+                checkpoint.save(out_dir / "folds" / f"fold-{number}", state.model,
+                                sidecar_meta(fold_cfg, spec, size, prepared, history=history, split=split))
             probs = softmax_np(predict_logits(state.model, val_loader, device)[0])
             if tta:  # the same fold model, scored both ways, so the TTA effect is measured on equal terms
                 tta_probs = softmax_np(predict_logits(state.model, val_loader, device, tta=True)[0])
@@ -143,11 +163,7 @@ def cross_validate(
         "train_seconds_total": round(feature_seconds + sum(f["train_seconds"] for f in folds), 1),
         "folds": folds,
     }
-    out_dir = None
-    if out_root is not None:
-        name = name or f"{cfg.model}-{size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        summary["name"] = name
-        out_dir = out_root / name
+    if out_dir is not None:
         save_oof(out_dir / "oof.csv", oof, fold_of)
         if tta:
             tta_oof = Predictions(tta_sum / np.maximum(seen, 1)[:, None], ds.labels, oof.paths, ds.classes)

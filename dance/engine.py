@@ -51,6 +51,9 @@ class FitState:
     best_state: dict | None = None
     stale_epochs: int = 0
     wrapped: nn.Module | None = None  # the DistributedDataParallel wrapper under torchrun; trains in place of model
+    teacher: nn.Module | None = None  # distillation: a frozen model whose softened predictions are also learnt
+    input_size: int = 0  # the model's input side; loader images of another size are resized to it (distillation)
+    teacher_size: int = 0  # the teacher's input side
 
 
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:
@@ -101,6 +104,20 @@ def _mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float, generator:
     return lam * images + (1 - lam) * images[perm], targets, targets[perm], lam
 
 
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL divergence between softened teacher and student distributions, scaled by T^2 (Hinton et al.)."""
+    t = temperature
+    return F.kl_div((logits / t).log_softmax(1), (teacher_logits / t).log_softmax(1), log_target=True,
+                    reduction="batchmean") * t * t
+
+
+def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """`images` at size x size (unchanged when already so); antialiased so a downscale does not alias."""
+    if not size or images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
 def train_one_epoch(
     state: FitState, loader: DataLoader, cfg: TrainConfig, device: torch.device,
     callbacks: list[Callback] = (), stop: threading.Event | None = None,
@@ -128,13 +145,20 @@ def train_one_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             if cfg.mixup > 0:
-                mixed, t1, t2, lam = _mixup(images, targets, cfg.mixup, generator)
-                logits = net(mixed).float()
+                images, t1, t2, lam = _mixup(images, targets, cfg.mixup, generator)
+            teacher_logits = None
+            if state.teacher is not None:  # the teacher sees the very same augmented (and mixed) view
+                with torch.no_grad():
+                    teacher_logits = state.teacher(resize_batch(images, state.teacher_size)).float()
+            logits = net(resize_batch(images, state.input_size)).float()
+            if cfg.mixup > 0:
                 loss = lam * F.cross_entropy(logits, t1, label_smoothing=cfg.label_smoothing) + (1 - lam) * F.cross_entropy(
                     logits, t2, label_smoothing=cfg.label_smoothing)
             else:
-                logits = net(images).float()
                 loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
+            if teacher_logits is not None:
+                w = cfg.distill_weight
+                loss = (1 - w) * loss + w * distillation_loss(logits, teacher_logits, cfg.distill_temperature)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
@@ -196,6 +220,8 @@ def fit(
     and is announced to every callback; a callback returning False, or `stop` being set, ends the run.
     """
     place_model(state.model, device)
+    if state.teacher is not None:
+        place_model(state.teacher.eval(), device)
     while state.epoch < cfg.epochs:
         started = time.perf_counter()
         record = {"epoch": state.epoch + 1, **train_one_epoch(state, train_loader, cfg, device, callbacks, stop)}

@@ -66,6 +66,14 @@ def check_settings(cfg: TrainConfig) -> None:
         problems.append("method must be finetune or probe")
     elif cfg.method == "probe" and not get_spec(cfg.model).pretrained:
         problems.append(f"the probe needs a pretrained backbone; {cfg.model} has none")
+    if cfg.workers < 0:
+        problems.append("workers must be 0 or more")
+    if cfg.teacher and cfg.method != "finetune":
+        problems.append("distillation from a teacher needs method finetune")
+    if not 0 <= cfg.distill_weight <= 1:
+        problems.append("the distillation weight must be between 0 and 1")
+    if not (math.isfinite(cfg.distill_temperature) and cfg.distill_temperature > 0):
+        problems.append("the distillation temperature must be a positive number")
     try:
         augmentation_stages(cfg.augment, 64)
         pick_device(cfg.device)
@@ -82,6 +90,37 @@ def input_size(cfg: TrainConfig) -> int:
     return cfg.image_size or get_spec(cfg.model).input_size
 
 
+def teacher_stem(cfg: TrainConfig, fold: int = 0) -> str:
+    """The teacher checkpoint of `cfg` ("{fold}" in its name becomes the CV fold number)."""
+    return cfg.teacher.replace("{fold}", str(fold))
+
+
+def augment_size(cfg: TrainConfig) -> int:
+    """Side of the augmented training images: the larger of the model's and its teacher's input size."""
+    if not cfg.teacher:
+        return input_size(cfg)
+    return max(input_size(cfg), int(checkpoint.read_sidecar(teacher_stem(cfg))["image_size"]))
+
+
+def load_teacher(stem: str, prepared: "PreparedData", spec: ModelSpec) -> checkpoint.Checkpoint:
+    """Load a distillation teacher and check it speaks the same classes and normalisation as the student."""
+    teacher = checkpoint.load(stem)
+    if teacher.classes != prepared.dataset.classes:
+        raise DanceError(f"Teacher {stem} predicts {teacher.classes}, but the data set's classes are "
+                         f"{prepared.dataset.classes}.")
+    if tuple(teacher.mean) != tuple(spec.mean) or tuple(teacher.std) != tuple(spec.std):
+        raise DanceError(f"Teacher {stem} normalises images differently from {spec.name}; "
+                         "distil between models with the same mean and std.")
+    teacher.model.requires_grad_(False)
+    return teacher
+
+
+def teacher_saw(teacher: checkpoint.Checkpoint, names: Sequence[str]) -> list[str]:
+    """Which of `names` the teacher trained on (all those it did not hold out)."""
+    held_out = set(teacher.meta.get("split", {}).get("val_images", []))
+    return [n for n in names if n not in held_out]
+
+
 def prepare_data(
     cfg: TrainConfig, data_dir: str | os.PathLike | None = None, cache: ImageCache | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -89,16 +128,20 @@ def prepare_data(
     """Locate, validate and decode the labelled set (every bad row or image reported before training)."""
     folder = find_data_dir(data_dir)
     dataset = load_labelled(folder, limit=cfg.limit)
-    cache = cache or ImageCache(side=math.ceil(input_size(cfg) * CACHE_MARGIN))
+    cache = cache or ImageCache(side=math.ceil(augment_size(cfg) * CACHE_MARGIN))
     tensors = cache.load_all(dataset.paths, progress)
     return PreparedData(dataset, tensors, source_groups(tensors), folder)
 
 
 def make_loader(
     tensors: Sequence[torch.Tensor], labels: np.ndarray, index: Sequence[int], transform, batch_size: int,
-    shuffle: bool, seed: int = 0,
+    shuffle: bool, seed: int = 0, workers: int = 0,
 ) -> DataLoader:
-    """A DataLoader over cached tensors at `index` (in-process: decoding is already done)."""
+    """A DataLoader over cached tensors at `index`; decoding is already done, `workers` processes augment.
+
+    Workers are started afresh each epoch (not persistent): their random streams then derive from the
+    loader's generator, which the engine reseeds per epoch, so a resumed run repeats an uninterrupted one.
+    """
     dataset = TensorImageDataset([tensors[i] for i in index], labels[list(index)], transform)
     generator = torch.Generator().manual_seed(seed)
     if shuffle and distributed.active():
@@ -108,17 +151,22 @@ def make_loader(
         drop = len(dataset) > batch_size
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=drop)
         return DataLoader(dataset, batch_size=distributed.per_rank_batch(batch_size, world), sampler=sampler,
-                          num_workers=0, drop_last=drop)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0,
+                          num_workers=workers, drop_last=drop, generator=generator)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=workers,
                       drop_last=shuffle and len(dataset) > batch_size)
 
 
-def build_state(cfg: TrainConfig, num_classes: int, steps_per_epoch: int, size: int) -> FitState:
-    """A fresh model (from ImageNet weights where the architecture has them), optimizer and schedule."""
+def build_state(
+    cfg: TrainConfig, num_classes: int, steps_per_epoch: int, size: int, teacher: checkpoint.Checkpoint | None = None,
+) -> FitState:
+    """A fresh model (from ImageNet weights where the architecture has them), optimizer, schedule and teacher."""
     torch.manual_seed(cfg.seed)
     model = get_spec(cfg.model).create(num_classes, size)
     optimizer, scheduler = make_optimizer(cfg, model, steps_per_epoch)
-    return FitState(model, optimizer, scheduler)
+    if teacher is None:
+        return FitState(model, optimizer, scheduler, input_size=size)
+    return FitState(model, optimizer, scheduler, input_size=size, teacher=teacher.model,
+                    teacher_size=teacher.image_size)
 
 
 def sidecar_meta(cfg: TrainConfig, spec: ModelSpec, size: int, prepared: PreparedData, **extra) -> dict:
@@ -243,16 +291,24 @@ def train(
         train_idx, val_idx = holdout_split(labels, prepared.groups, cfg.val_fraction, cfg.seed)
     else:
         train_idx, val_idx = np.arange(len(labels)), np.array([], dtype=np.int64)
-    train_tf = build_train_transform(cfg.augment, size, spec.mean, spec.std)
+    teacher = load_teacher(teacher_stem(cfg), prepared, spec) if cfg.teacher else None
+    if teacher is not None and len(val_idx):
+        leaked = teacher_saw(teacher, [prepared.dataset.names[i] for i in val_idx])
+        if leaked:  # a teacher that trained on the hold-out would pass its answers on to the student
+            raise DanceError(f"Teacher {cfg.teacher} trained on {len(leaked)} of this run's {len(val_idx)} hold-out "
+                             "images, so the hold-out score would be inflated; train with --val-fraction 0 or use a "
+                             "teacher that held the same images out.")
+    train_tf = build_train_transform(cfg.augment, augment_size(cfg), spec.mean, spec.std)
     eval_tf = build_eval_transform(size, spec.mean, spec.std)
-    train_loader = make_loader(prepared.tensors, labels, train_idx, train_tf, cfg.batch_size, True, cfg.seed)
+    train_loader = make_loader(prepared.tensors, labels, train_idx, train_tf, cfg.batch_size, True, cfg.seed,
+                               cfg.workers)
     val_loader = make_loader(prepared.tensors, labels, val_idx, eval_tf, 64, False) if len(val_idx) else None
     if cfg.method == "probe":
         from dance.probe import fit_probe
 
         model, history, _ = fit_probe(cfg, prepared, train_idx, val_idx, size)
     else:
-        state = build_state(cfg, len(prepared.dataset.classes), len(train_loader), size)
+        state = build_state(cfg, len(prepared.dataset.classes), len(train_loader), size, teacher)
         if resume:
             if not state_paths(stem)[0].is_file():
                 raise CheckpointError(f"Nothing to resume: no training state for {stem}.")

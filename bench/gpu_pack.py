@@ -1,0 +1,63 @@
+"""Build `.device/`: what a GPU lease needs beside the repo (it has torch but not our weight packages or the data).
+
+    python bench/gpu_pack.py [DATA_DIR]
+
+The lease carries at most 64 MiB, so the ImageNet backbones travel as float16 copies (relative rounding
+<= 2**-11, cast back to float32 on load) with the 1000-class ImageNet classifier stored as a single
+broadcast zero (our models replace that layer anyway). Training images travel as they are.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dance.data import find_data_dir  # noqa: E402
+from dance.models import _imagenet_weights_file  # noqa: E402
+
+OUT = ROOT / ".device"
+
+
+def pack_weights(variant: int) -> None:
+    """Copy the efficientnet-liteN weight package with a float16, head-less .pth."""
+    source = _imagenet_weights_file(variant)
+    package = source.parent.parent
+    target = OUT / "site" / package.name
+    shutil.copytree(package, target, ignore=shutil.ignore_patterns("*.pth", "__pycache__"))
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    small = {}
+    for key, value in state.items():
+        if key.startswith("_fc."):
+            small[key] = torch.zeros(1, dtype=torch.float16).expand(value.shape)  # replaced by our head
+        elif value.is_floating_point():
+            small[key] = value.half()
+        else:
+            small[key] = value
+    torch.save(small, target / "models" / source.name)
+
+
+def main() -> None:
+    """Rebuild .device/ from scratch."""
+    import efficientnet_lite_pytorch
+
+    shutil.rmtree(OUT, ignore_errors=True)
+    (OUT / "site").mkdir(parents=True)
+    shutil.copytree(Path(efficientnet_lite_pytorch.__file__).parent, OUT / "site" / "efficientnet_lite_pytorch",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for variant in (0, 1, 2):
+        pack_weights(variant)
+    data = find_data_dir(sys.argv[1] if len(sys.argv) > 1 else None)
+    shutil.copytree(data / "train", OUT / "data" / "train")
+    shutil.copy2(data / "train.csv", OUT / "data" / "train.csv")
+    size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
+    print(f"{OUT}: {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
