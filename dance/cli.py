@@ -197,6 +197,16 @@ def cmd_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attach_cv(args: argparse.Namespace) -> int:
+    """Record a CV run's scores in a checkpoint's sidecar and copy its out-of-fold files beside the checkpoint."""
+    from dance.cv import attach_cv
+
+    scores = attach_cv(args.run, args.weights, force=args.force)
+    print(f"{args.weights}: cv macro-F1 {scores['macro_f1_mean']:.4f} ± {scores['macro_f1_std']:.4f}, accuracy "
+          f"{scores['accuracy_mean']:.4f} ± {scores['accuracy_std']:.4f} recorded from {args.run}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to ONNX beside it (`<stem>.onnx`), verified against torch."""
     from dance import checkpoint
@@ -371,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each fold's model under runs/cv/<name>/folds/ (teachers for a distilled cv run)")
     _add_train_options(p)
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("attach-cv", help="record a cv run's scores in a checkpoint trained with the same recipe")
+    p.add_argument("run", help="the cv run folder (runs/cv/<name>)")
+    p.add_argument("--weights", default="default", help="checkpoint name in weights/ or path")
+    p.add_argument("--force", action="store_true", help="attach even if recipe settings other than model and size differ")
+    p.set_defaults(func=cmd_attach_cv)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (faster CPU inference)")
     p.add_argument("--onnx", action="store_true", help="write <checkpoint>.onnx")

@@ -6,6 +6,7 @@ out-of-fold probabilities), `report.json` and `report.md` (per-fold and mean ± 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -25,7 +26,7 @@ from dance.config import TrainConfig
 from dance.data import find_data_dir, kfold_splits
 from dance.engine import Callback, fit, pick_device, predict_logits, softmax_np
 from dance.errors import DataError
-from dance.fileio import atomic_write_json, atomic_write_text
+from dance.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dance.interpret import Predictions
 from dance.models import get_spec
 from dance.probe import extract_views, fit_head, view_probs
@@ -257,3 +258,51 @@ def report_markdown(summary: dict) -> str:
     lines += ["", "| class | out-of-fold F1 |", "|---|---|"]
     lines += [f"| {c} | {v:.4f} |" for c, v in summary["per_class_f1"].items()]
     return "\n".join(lines) + "\n"
+
+
+# Settings that may differ between a CV run and the checkpoint it describes: the CV trains per-fold teachers
+# and never holds out beyond its folds, and workers/device change speed, not the recipe.
+_RECIPE_FREE = {"teacher", "val_fraction", "workers", "device"}
+
+
+def recipe_differences(run_config: dict, checkpoint_config: dict) -> list[str]:
+    """Names of the recipe settings on which a CV run and a checkpoint disagree."""
+    run, ckpt = TrainConfig.from_dict(run_config).to_dict(), TrainConfig.from_dict(checkpoint_config).to_dict()
+    return sorted(k for k in run if k not in _RECIPE_FREE and run[k] != ckpt[k])
+
+
+def attach_cv(run_dir: str | os.PathLike, stem: str | os.PathLike, force: bool = False) -> dict:
+    """Copy a CV run's report and out-of-fold files to weights/cv/<name>/ and record its scores in the sidecar.
+
+    The run must have cross-validated the checkpoint's own recipe (`force` accepts other differences than
+    architecture and input size); returns the `metrics.cv` block written.
+    """
+    run_dir = Path(run_dir)
+    try:
+        report = json.loads((run_dir / "report.json").read_text())
+        model, size, config = report["model"], report["image_size"], report["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{run_dir}: not a cross-validation run with a readable report.json "
+                        f"({type(exc).__name__}).") from None
+    stem = checkpoint.resolve(stem)
+    meta = checkpoint.read_sidecar(stem)
+    if model != meta["arch"] or size != meta["image_size"]:
+        raise DataError(f"{run_dir} cross-validated {model} at {size} px, but {stem.name} is {meta['arch']} at "
+                        f"{meta['image_size']} px.")
+    differences = recipe_differences(config, meta.get("config", {}))
+    if differences and not force:
+        raise DataError(f"{run_dir} used another recipe than {stem.name} (differs in: {', '.join(differences)}); "
+                        "pass --force to attach it anyway.")
+    target = stem.parent / "cv" / stem.name
+    for name in ("oof.csv", "oof-tta.csv", "report.json", "report.md"):
+        if (run_dir / name).is_file():
+            atomic_write_bytes(target / name, (run_dir / name).read_bytes())
+    scores = {f"{metric}_{stat}": report[metric][stat]
+              for metric in ("macro_f1", "accuracy", "weighted_f1") for stat in ("mean", "std")}
+    if report.get("tta_metrics"):
+        scores.update({f"tta_{metric}_{stat}": report["tta_metrics"][metric][stat]
+                       for metric in ("macro_f1", "accuracy") for stat in ("mean", "std")})
+    cv_block = {**scores, "k": report.get("k"), "repeats": report.get("repeats"), "device": report.get("device"),
+                "source": f"cv/{stem.name}/ beside the checkpoint ({report.get('command') or 'python API'})"}
+    checkpoint.update_sidecar(stem, metrics={**meta.get("metrics", {}), "cv": cv_block})
+    return cv_block

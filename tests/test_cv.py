@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from dance import checkpoint
 from dance.config import AugmentConfig, TrainConfig
-from dance.cv import cross_validate, list_oof_runs, load_oof
-from dance.train import prepare_data
+from dance.cv import attach_cv, cross_validate, list_oof_runs, load_oof
+from dance.errors import DataError
+from dance.train import prepare_data, train
 
 
 def tiny_cfg(**kw):
@@ -75,3 +77,33 @@ def test_oof_from_another_checkout_is_re_rooted_at_the_data_set(synth_data, tmp_
     monkeypatch.setenv("DANCE_DATA", str(synth_data))
     moved = load_oof(csv)
     assert moved.paths == [str(synth_data.resolve() / "train" / p.split("/")[-1]) for p in result.oof.paths]
+
+
+def test_attach_cv_records_scores_and_copies_files(synth_data, tmp_path):
+    run = cross_validate(tiny_cfg(), synth_data, k=2, name="r", out_root=tmp_path / "cv", tta=True)
+    stem = train(tiny_cfg(val_fraction=0.0), synth_data, tmp_path / "weights" / "m").checkpoint
+    scores = attach_cv(run.out_dir, stem)
+    meta = checkpoint.read_sidecar(stem)
+    assert meta["metrics"]["cv"] == scores
+    assert scores["macro_f1_mean"] == pytest.approx(run.summary["macro_f1"]["mean"])
+    assert scores["tta_accuracy_mean"] == pytest.approx(run.summary["tta_metrics"]["accuracy"]["mean"])
+    copied = tmp_path / "weights" / "cv" / "m"
+    assert sorted(p.name for p in copied.iterdir()) == ["oof-tta.csv", "oof.csv", "report.json", "report.md"]
+    assert (copied / "oof.csv").read_bytes() == (run.out_dir / "oof.csv").read_bytes()
+
+
+def test_attach_cv_refuses_another_recipe_or_architecture(synth_data, tmp_path):
+    run = cross_validate(tiny_cfg(), synth_data, k=2, name="r", out_root=tmp_path / "cv")
+    longer_cfg = tiny_cfg(val_fraction=0.0)
+    longer_cfg.epochs = 2
+    longer = train(longer_cfg, synth_data, tmp_path / "longer").checkpoint
+    with pytest.raises(DataError, match="epochs"):
+        attach_cv(run.out_dir, longer)
+    assert "metrics" not in checkpoint.read_sidecar(longer)
+    assert attach_cv(run.out_dir, longer, force=True)["k"] == 2
+    other = train(TrainConfig(model="seed-cnn-bn", epochs=1, image_size=64, val_fraction=0.0), synth_data,
+                  tmp_path / "other").checkpoint
+    with pytest.raises(DataError, match="seed-cnn-bn"):
+        attach_cv(run.out_dir, other, force=True)
+    with pytest.raises(DataError, match="report.json"):
+        attach_cv(tmp_path, longer)

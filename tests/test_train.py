@@ -48,9 +48,10 @@ def test_training_refuses_to_overwrite_default(synth_data):
         train(cfg, synth_data, checkpoint.WEIGHTS_DIR / "default")
 
 
-def test_resume_matches_uninterrupted_run(synth_data, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_matches_uninterrupted_run(synth_data, tmp_path, workers):
     base = dict(model="seed-cnn", image_size=64, batch_size=8, freeze_epochs=0, val_fraction=0.25, seed=5,
-                augment=AugmentConfig(preset="article"))
+                workers=workers, augment=AugmentConfig(preset="article"))
     full = train(TrainConfig(epochs=3, **base), synth_data, tmp_path / "full")
 
     class Crash(Exception):
