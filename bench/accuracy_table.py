@@ -16,8 +16,16 @@ def recipe(summary: dict) -> str:
     aug = cfg["augment"]["preset"]
     if summary.get("method") == "probe":
         return f"frozen backbone + logistic head, {cfg['probe_views']} views ({aug} aug), C={cfg['probe_c']}"
-    return (f"{cfg['epochs']} ep, {cfg['optimizer']} lr {cfg['lr']:g}, {cfg['schedule']}, "
-            f"freeze {cfg['freeze_epochs']}, ls {cfg['label_smoothing']}, {aug} aug, batch {cfg['batch_size']}")
+    freeze = f"freeze {cfg['freeze_epochs']}, " if summary["model"].startswith("effnet") else ""  # from-scratch: none
+    text = (f"{cfg['epochs']} ep, {cfg['optimizer']} lr {cfg['lr']:g}, {cfg['schedule']}, {freeze}"
+            f"ls {cfg['label_smoothing']}, {aug} aug, batch {cfg['batch_size']}")
+    if cfg.get("mixup"):
+        text += f", mixup {cfg['mixup']}"
+    if cfg.get("teacher"):
+        teacher = Path(cfg["teacher"]).parent.parent.name or cfg["teacher"]  # runs/cv/<run>/folds/fold-{fold}
+        text += (f", distilled from each fold's {teacher} model (weight {cfg['distill_weight']}, "
+                 f"T {cfg['distill_temperature']})")
+    return text
 
 
 def row(summary: dict) -> str:
