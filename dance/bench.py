@@ -244,15 +244,16 @@ def _naive_transform(size: int, mean, std):
 
 
 def training_throughput(data_dir: Path, model_name: str, images: int, epochs: int, steps: int,
-                        workers: int = 2) -> dict:
+                        workers: int = 2, device: str = "cpu") -> dict:
     """Images/s of our pipeline vs the naive one: data loading alone, and full training steps with the model.
 
-    Ours: every image decoded once into a uint8 cache (its one-time cost reported separately), augmented
-    in-process on tensors. Naive: a DataLoader with `workers` processes re-decoding each JPEG with PIL.
+    Ours: every image decoded once into a uint8 cache (its one-time cost reported separately), augmented on
+    tensors, in-process and in `workers` DataLoader processes. Naive: `workers` processes re-decoding each JPEG
+    with PIL. On CUDA the steps run as the engine runs them (bf16 autocast, channels_last).
     """
     from dance.config import AugmentConfig, TrainConfig
     from dance.data import ImageCache, load_labelled
-    from dance.engine import make_optimizer
+    from dance.engine import make_optimizer, pick_device, place_model
     from dance.train import CACHE_MARGIN, make_loader
     from dance.transforms import build_train_transform
 
@@ -266,9 +267,11 @@ def training_throughput(data_dir: Path, model_name: str, images: int, epochs: in
     start = time.perf_counter()
     tensors = ImageCache(side=math.ceil(size * CACHE_MARGIN)).load_all(dataset.paths)
     decode_once_s = time.perf_counter() - start
-    ours = make_loader(tensors, labels, index, build_train_transform(AugmentConfig(), size, spec.mean, spec.std),
-                       batch, True, 0)
-    naive = torch.utils.data.DataLoader(
+    augment = build_train_transform(AugmentConfig(), size, spec.mean, spec.std)
+    loaders = {"ours, in-process": make_loader(tensors, labels, index, augment, batch, True, 0)}
+    if workers:
+        loaders[f"ours, {workers} workers"] = make_loader(tensors, labels, index, augment, batch, True, 0, workers)
+    loaders[f"naive, {workers} workers"] = torch.utils.data.DataLoader(
         _NaiveDataset(dataset.paths, labels, _naive_transform(size, spec.mean, spec.std)), batch_size=batch,
         shuffle=True, num_workers=workers, drop_last=True, persistent_workers=False)
 
@@ -279,12 +282,10 @@ def training_throughput(data_dir: Path, model_name: str, images: int, epochs: in
                 seen += len(images_)
         return seen / (time.perf_counter() - start)
 
-    result = {"images": len(labels), "decode_once_s": decode_once_s, "model": model_name, "workers": workers,
-              "epochs": epochs, "loader_ours": load_rate(ours), "loader_naive": load_rate(naive)}
-
+    dev = pick_device(device)
     cfg = TrainConfig(model=model_name, freeze_epochs=0)
     torch.manual_seed(0)
-    model = spec.create(len(dataset.classes), size, pretrained=False)
+    model = place_model(spec.create(len(dataset.classes), size, pretrained=False), dev)
     optimizer, _ = make_optimizer(cfg, model, steps)
 
     def step_rate(loader) -> float:
@@ -292,20 +293,36 @@ def training_throughput(data_dir: Path, model_name: str, images: int, epochs: in
         seen, done, start = 0, 0, time.perf_counter()
         while done < steps:
             for images_, targets in loader:
-                loss = torch.nn.functional.cross_entropy(model(images_), targets)
+                images_, targets = images_.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
+                if dev.type == "cuda":
+                    images_ = images_.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                    loss = torch.nn.functional.cross_entropy(model(images_).float(), targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 seen, done = seen + len(images_), done + 1
                 if done >= steps:
                     break
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         return seen / (time.perf_counter() - start)
 
-    step_rate(ours) if steps else None  # warm-up: first steps allocate
-    result["train_ours"] = step_rate(ours) if steps else float("nan")
-    result["train_naive"] = step_rate(naive) if steps else float("nan")
-    result["steps"] = steps
-    return result
+    rows = []
+    if steps:
+        step_rate(loaders["ours, in-process"])  # warm-up: first steps allocate (and compile kernels on CUDA)
+    for name, loader in loaders.items():
+        rows.append({"pipeline": name, "loader": load_rate(loader),
+                     "train": step_rate(loader) if steps else float("nan")})
+    return {"images": len(labels), "decode_once_s": decode_once_s, "model": model_name, "workers": workers,
+            "epochs": epochs, "steps": steps, "device": device_label(dev), "rows": rows}
+
+
+def device_label(device: torch.device) -> str:
+    """The device's name for a report."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
 
 
 # --- the app -----------------------------------------------------------------------------------------------------
@@ -391,11 +408,30 @@ class BenchOptions:
     train_epochs: int = 2
     train_steps: int = 6
     workers: int = 2
+    train_device: str = "cpu"
+    latency: bool = True
     train: bool = True
     app: bool = False
     weights: str = "default"
     data: str | None = None
     command: str = ""
+
+
+def training_section(t: dict) -> list[str]:
+    """Markdown for a training_throughput() result: each pipeline's images/s and its ratio to the naive one."""
+    naive = t["rows"][-1]
+    lines = ["## Training input pipeline: ours vs the naive notebook pipeline", "",
+             f"{t['images']} real training images, batch 32, {t['model']} at its input size with the default 'strong' "
+             f"augmentation, training on {t['device']}. *Ours*: each JPEG decoded once into a uint8 tensor cache "
+             f"(one-time cost {t['decode_once_s']:.1f} s), augmentation on tensors, in the training process or in "
+             "DataLoader workers (`--workers`). *Naive*: a DataLoader whose workers re-open and decode each JPEG "
+             "with PIL and apply torchvision PIL transforms every epoch.", "",
+             f"| pipeline | data loading only ({t['epochs']} epochs): images/s | vs naive | training steps "
+             f"(forward + backward + AdamW, {t['steps']} steps): images/s | vs naive |", "|---|---|---|---|---|"]
+    for row in t["rows"]:
+        lines.append(f"| {row['pipeline']} | {row['loader']:.0f} | {row['loader'] / naive['loader']:.2f}x | "
+                     f"{row['train']:.1f} | {row['train'] / naive['train']:.2f}x |")
+    return lines + [""]
 
 
 def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
@@ -419,58 +455,47 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
         data_dir = None
     photo = typical_photo(data_dir)
 
-    with tempfile.TemporaryDirectory(prefix="dance-bench-") as tmp:
-        lines += [f"## Batch-1 latency and batch-32 throughput (CPU, {torch.get_num_threads()} threads)", "",
-                  f"Median and p95 over {opts.runs} calls after 10 warm-up calls; batch 32: median of "
-                  f"{opts.batch_runs} calls. Random input at the model's own size; weights untrained (latency "
-                  "does not depend on their values).", "",
-                  "| model | input | backend | median ms | p95 ms | batch-32 images/s |", "|---|---|---|---|---|---|"]
-        for name in opts.models:
-            log(f"latency: {name}")
-            for row in model_latency(_untrained_checkpoint(name, Path(tmp)), opts.runs, opts.batch_runs):
-                lines.append(f"| {row['model']} | {row['size']} | {row['backend']} | {row['median_ms']:.1f} | "
-                             f"{row['p95_ms']:.1f} | {row['batch_images_s']:.0f} |")
-        lines.append("")
+    if opts.latency:
+        with tempfile.TemporaryDirectory(prefix="dance-bench-") as tmp:
+            lines += [f"## Batch-1 latency and batch-32 throughput (CPU, {torch.get_num_threads()} threads)", "",
+                      f"Median and p95 over {opts.runs} calls after 10 warm-up calls; batch 32: median of "
+                      f"{opts.batch_runs} calls. Random input at the model's own size; weights untrained (latency "
+                      "does not depend on their values).", "",
+                      "| model | input | backend | median ms | p95 ms | batch-32 images/s |", "|---|---|---|---|---|---|"]
+            for name in opts.models:
+                log(f"latency: {name}")
+                for row in model_latency(_untrained_checkpoint(name, Path(tmp)), opts.runs, opts.batch_runs):
+                    lines.append(f"| {row['model']} | {row['size']} | {row['backend']} | {row['median_ms']:.1f} | "
+                                 f"{row['p95_ms']:.1f} | {row['batch_images_s']:.0f} |")
+            lines.append("")
 
-        try:
-            ckpt = checkpoint.load(opts.weights)
-            which = f"checkpoint `{ckpt.name}` ({ckpt.meta['arch']}, {ckpt.image_size} px)"
-        except DanceError:
-            ckpt = _untrained_checkpoint(DEFAULT_MODEL, Path(tmp) / "e2e")
-            which = f"untrained {DEFAULT_MODEL} (no `{opts.weights}` checkpoint found)"
-        log("end to end")
-        rows = end_to_end(ckpt, photo, opts.runs)
-        costs = decode_costs(photo, opts.runs)
-        lines += ["## End to end: JPEG bytes -> probabilities (the app's path)", "",
-                  f"`Predictor.predict([(name, bytes)])` with {which}, on `{photo[0]}` ({len(photo[1]) / 1e3:.1f} kB,"
-                  f" {costs['pixels']} px; the data set's median-sized photo). {opts.runs} calls after warm-up.", "",
-                  "| backend | median ms | p95 ms |", "|---|---|---|",
-                  *[f"| {r['backend']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} |" for r in rows], "",
-                  f"Of which (median ms): decode {costs['decode']:.2f}, resize {costs['resize']:.2f}, "
-                  f"tensor + normalise {costs['tensor + normalise']:.2f}.", ""]
-        big = draft_decode_gain(data_dir, min(opts.runs, 20))
-        if big:
-            lines += [f"Largest data-set JPEG (`{big['name']}`, {big['kb']:.0f} kB, {big['pixels']} px): full decode "
-                      f"{big['full_ms']:.0f} ms; Pillow draft mode at the cache side decodes it to "
-                      f"{big['draft_pixels']} px in {big['draft_ms']:.0f} ms (not yet used by `load_image`).", ""]
+            try:
+                ckpt = checkpoint.load(opts.weights)
+                which = f"checkpoint `{ckpt.name}` ({ckpt.meta['arch']}, {ckpt.image_size} px)"
+            except DanceError:
+                ckpt = _untrained_checkpoint(DEFAULT_MODEL, Path(tmp) / "e2e")
+                which = f"untrained {DEFAULT_MODEL} (no `{opts.weights}` checkpoint found)"
+            log("end to end")
+            rows = end_to_end(ckpt, photo, opts.runs)
+            costs = decode_costs(photo, opts.runs)
+            lines += ["## End to end: JPEG bytes -> probabilities (the app's path)", "",
+                      f"`Predictor.predict([(name, bytes)])` with {which}, on `{photo[0]}` ({len(photo[1]) / 1e3:.1f} kB,"
+                      f" {costs['pixels']} px; the data set's median-sized photo). {opts.runs} calls after warm-up.", "",
+                      "| backend | median ms | p95 ms |", "|---|---|---|",
+                      *[f"| {r['backend']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} |" for r in rows], "",
+                      f"Of which (median ms): decode {costs['decode']:.2f}, resize {costs['resize']:.2f}, "
+                      f"tensor + normalise {costs['tensor + normalise']:.2f}.", ""]
+            big = draft_decode_gain(data_dir, min(opts.runs, 20))
+            if big:
+                lines += [f"Largest data-set JPEG (`{big['name']}`, {big['kb']:.0f} kB, {big['pixels']} px): full decode "
+                          f"{big['full_ms']:.0f} ms; Pillow draft mode at the cache side decodes it to "
+                          f"{big['draft_pixels']} px in {big['draft_ms']:.0f} ms (not yet used by `load_image`).", ""]
 
     if opts.train and data_dir is not None:
         log("training throughput")
         t = training_throughput(data_dir, DEFAULT_MODEL, opts.train_images, opts.train_epochs, opts.train_steps,
-                                opts.workers)
-        lines += ["## Training input pipeline: ours vs the naive notebook pipeline", "",
-                  f"{t['images']} real training images, batch 32, {t['model']} at its input size with the default "
-                  "'strong' augmentation. *Ours*: each JPEG decoded once into a uint8 tensor cache "
-                  f"(one-time cost {t['decode_once_s']:.1f} s), augmentation in-process on tensors. *Naive*: a "
-                  f"DataLoader with {t['workers']} worker processes that re-opens and decodes each JPEG with PIL and "
-                  "applies torchvision PIL transforms every epoch.", "",
-                  "| measure | ours images/s | naive images/s | ratio |", "|---|---|---|---|",
-                  f"| data loading only ({t['epochs']} epochs) | {t['loader_ours']:.0f} | {t['loader_naive']:.0f} | "
-                  f"{t['loader_ours'] / t['loader_naive']:.2f}x |"]
-        if t["steps"]:
-            lines.append(f"| training steps (forward + backward + AdamW, {t['steps']} steps) | {t['train_ours']:.1f} | "
-                         f"{t['train_naive']:.1f} | {t['train_ours'] / t['train_naive']:.2f}x |")
-        lines.append("")
+                                opts.workers, opts.train_device)
+        lines += training_section(t)
 
     if opts.app:
         log("app")

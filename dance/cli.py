@@ -228,7 +228,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     opts = BenchOptions(runs=args.runs, batch_runs=args.batch_runs, models=args.models, threads=args.threads,
                         train_images=args.train_images, train_steps=args.train_steps, train=not args.no_train,
-                        app=args.app, weights=args.weights, data=args.data,
+                        app=args.app, weights=args.weights, data=args.data, workers=args.workers,
+                        train_device=args.train_device, latency=not args.no_latency,
                         command="python -m dance bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
                         else "python -m dance bench")
     report = run(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -406,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, default=128, help="images in the training-throughput run")
     p.add_argument("--train-steps", type=int, default=6, help="timed training steps per pipeline (0: skip)")
     p.add_argument("--no-train", action="store_true", help="skip the training-throughput part")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency and end-to-end parts")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of both training pipelines (default 2)")
+    p.add_argument("--train-device", choices=("cpu", "cuda"), default="cpu", help="device of the training steps")
     p.add_argument("--app", action="store_true", help="also time the Streamlit app in headless Chromium")
     p.add_argument("--output", default="bench/speed.md", help="Markdown file to write, or - to only print")
     p.set_defaults(func=cmd_bench)

@@ -29,7 +29,6 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import StratifiedGroupKFold
 from torch.utils.data import Dataset
 
 from dance.errors import DataError, ImageError
@@ -365,6 +364,8 @@ def kfold_splits(
     smallest = int(np.bincount(labels).min())
     if smallest < k:
         raise DataError(f"k={k} folds need at least {k} images in every class; the smallest class has {smallest}.")
+    from sklearn.model_selection import StratifiedGroupKFold  # imported here: sklearn costs ~1 s at app start
+
     splits = []
     dummy = np.zeros(len(labels))
     for r in range(repeats):

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from dance import distributed
 from dance.config import TrainConfig
 from dance.models import Classifier
-from dance.transforms import tta_views
+from dance.preprocess import tta_views
 
 
 def pick_device(name: str = "auto") -> torch.device:

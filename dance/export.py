@@ -125,6 +125,34 @@ def export_onnx(ckpt: Checkpoint, path: str | os.PathLike | None = None,
     return target
 
 
+_BACKGROUND: dict[str, threading.Thread] = {}  # weights digest -> the thread exporting it
+_REGISTRY_LOCK = threading.Lock()
+
+
+def export_in_background(ckpt: Checkpoint) -> threading.Thread:
+    """Start (or join) a daemon thread exporting `ckpt` into the cache; a failure just leaves no export.
+
+    Keeps the first load of a newly trained or shipped checkpoint off the app's start-up path.
+    """
+    digest = weights_digest(ckpt)
+    with _REGISTRY_LOCK:
+        thread = _BACKGROUND.get(digest)  # one attempt per process: a failed export stays on torch
+        if thread is None:
+            thread = threading.Thread(target=_export_quietly, args=(ckpt, cache_path(digest)), daemon=True,
+                                      name=f"onnx-export-{digest[:8]}")
+            _BACKGROUND[digest] = thread
+            thread.start()
+    return thread
+
+
+def _export_quietly(ckpt: Checkpoint, target: Path) -> None:
+    """Export into the cache; errors are swallowed because torch keeps answering."""
+    try:
+        export_onnx(ckpt, target)
+    except (CheckpointError, ImportError, RuntimeError, OSError, ValueError):
+        pass
+
+
 class OnnxSession:
     """An ONNX Runtime CPU session over one model: `run((N,3,S,S) float32) -> (N,C) logits`; thread-safe."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -15,7 +16,7 @@ from dance import checkpoint
 from dance.checkpoint import Checkpoint
 from dance.errors import CheckpointError, ImageError
 from dance.images import ImageSource, load_image, resize_shorter, to_uint8_tensor
-from dance.transforms import build_eval_transform, tta_views
+from dance.preprocess import build_eval_transform, tta_views
 
 BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_UNSURE = 0.0  # used when a checkpoint records no "not sure" threshold
@@ -69,15 +70,24 @@ Named = Union[ImageSource, tuple[str, ImageSource]]
 class Predictor:
     """Preprocessing + model of one checkpoint; thread-safe for concurrent `predict` calls."""
 
-    def __init__(self, ckpt: Checkpoint, tta: bool = False, backend: str = "auto"):
-        """`backend`: "torch", "onnx" (export if needed; errors raise) or "auto" (see `choose_session`)."""
+    def __init__(self, ckpt: Checkpoint, tta: bool = False, backend: str = "auto", background_export: bool = False):
+        """`backend`: "torch", "onnx" (export if needed; errors raise) or "auto" (see `choose_session`).
+
+        With `background_export` (the app), "auto" never exports on the caller's thread: torch answers
+        until a background export of a served checkpoint is ready, then ONNX Runtime takes over.
+        """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.ckpt = ckpt
         self.tta = tta
         self.transform = build_eval_transform(ckpt.image_size, ckpt.mean, ckpt.std)
         self.model = ckpt.model.eval()  # kept for Grad-CAM and as the fallback
-        self.session = choose_session(ckpt, backend)
+        self._export = None
+        self._swap = threading.Lock()
+        if backend == "auto" and background_export:
+            self.session, self._export = choose_session_in_background(ckpt)
+        else:
+            self.session = choose_session(ckpt, backend)
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike | None = None, tta: bool = False,
@@ -119,9 +129,24 @@ class Predictor:
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw logits from ONNX Runtime when available, else from the torch model."""
+        if self.session is None and self._export is not None and not self._export.is_alive():
+            self._adopt_export()
         if self.session is not None:
             return torch.from_numpy(self.session.run(batch.numpy()))
         return self.model(batch)
+
+    def _adopt_export(self) -> None:
+        """Switch to the ONNX session a finished background export left in the cache (torch if it failed)."""
+        with self._swap:
+            if self._export is None:
+                return
+            self._export = None
+            try:
+                from dance import export
+
+                self.session = export.find_session(self.ckpt)
+            except (CheckpointError, ImportError, RuntimeError, OSError):
+                self.session = None
 
     def probs(self, batch: torch.Tensor, tta: bool | None = None) -> np.ndarray:
         """Calibrated class probabilities for a preprocessed batch."""
@@ -195,6 +220,19 @@ def choose_session(ckpt: Checkpoint, backend: str = "auto"):
         return session
     except (CheckpointError, ImportError, RuntimeError, OSError):
         return None  # onnxruntime missing or export impossible: torch still answers
+
+
+def choose_session_in_background(ckpt: Checkpoint):
+    """(session, None) when a verified export exists; else (None, the thread exporting a served checkpoint)."""
+    try:
+        from dance import export
+
+        session = export.find_session(ckpt)
+        if session is None and _served(ckpt):
+            return None, export.export_in_background(ckpt)
+        return session, None
+    except (CheckpointError, ImportError, RuntimeError, OSError):
+        return None, None
 
 
 def _served(ckpt: Checkpoint) -> bool:

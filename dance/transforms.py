@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from dance.config import AugmentConfig
+from dance.preprocess import build_eval_transform, tta_views  # noqa: F401  (one import place for callers)
 
 PRESETS = ("none", "article", "strong")
 
@@ -57,15 +57,6 @@ def build_train_transform(
     return v2.Compose(steps)
 
 
-def build_eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    """Evaluation pipeline: squash-resize to size x size (as the article does), float, normalise."""
-    return v2.Compose([
-        v2.Resize((size, size), antialias=True),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ])
-
-
 def augment_preview(
     image: torch.Tensor, aug: AugmentConfig, size: int, count: int, seed: int = 0
 ) -> list[torch.Tensor]:
@@ -80,12 +71,3 @@ def augment_preview(
     finally:
         torch.random.set_rng_state(state)  # previews never disturb a training run's randomness
     return variants
-
-
-def tta_views(batch: torch.Tensor) -> list[torch.Tensor]:
-    """Test-time augmentation views of a normalised batch (N, 3, S, S): original, flip, and a zoomed centre crop each."""
-    size = batch.shape[-1]
-    margin = size // 16
-    crop = batch[..., margin:size - margin, margin:size - margin]
-    zoomed = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return [batch, batch.flip(-1), zoomed, zoomed.flip(-1)]

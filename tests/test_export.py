@@ -112,6 +112,27 @@ def test_checkpoints_in_weights_dir_are_exported_once_into_the_cache(tiny_checkp
     assert cached[0].stat().st_mtime_ns == mtime  # the second load reuses the export
 
 
+def test_background_export_answers_with_torch_then_switches_to_onnx(tiny_checkpoint, real_data, tmp_path,
+                                                                    isolated_cache, monkeypatch):
+    weights_dir = tmp_path / "weights"
+    stem = copy_checkpoint(tiny_checkpoint, weights_dir)
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", weights_dir)
+    release = __import__("threading").Event()
+    real_export = export.export_onnx
+    monkeypatch.setattr(export, "export_onnx", lambda *a, **k: (release.wait(30), real_export(*a, **k))[1])
+    predictor = Predictor(checkpoint.load(stem), background_export=True)
+    images = real_images(real_data, 3)
+    before = predictor.predict(images)
+    assert predictor.backend == "torch" and not list(isolated_cache.glob("*.onnx"))  # nothing blocked the caller
+    release.set()
+    predictor._export.join(60)
+    after = predictor.predict(images)
+    assert predictor.backend == "onnx" and len(list(isolated_cache.glob("*.onnx"))) == 1
+    assert max_difference(before, after) <= export.TOLERANCE
+    # a second predictor of the same weights finds the export at once
+    assert Predictor(checkpoint.load(stem), background_export=True).backend == "onnx"
+
+
 def test_export_refuses_a_mismatching_graph(tiny_checkpoint, tmp_path, monkeypatch, isolated_cache):
     stem = copy_checkpoint(tiny_checkpoint, tmp_path / "w")
     ckpt = checkpoint.load(stem)

@@ -129,8 +129,8 @@ def refresh_checkpoints() -> None:
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def _load_predictor(stem: str, mtime: float) -> Predictor:
-    """Load a checkpoint once per (path, mtime); the Predictor is shared by every session and never mutated."""
-    return Predictor(checkpoint.load(stem))
+    """Load a checkpoint once per (path, mtime); shared by every session (it only swaps torch for ONNX, under a lock)."""
+    return Predictor(checkpoint.load(stem), background_export=True)  # never export on the page's thread
 
 
 def load_predictor(ref: CheckpointRef) -> Predictor:
