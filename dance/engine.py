@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from dance import distributed
 from dance.config import TrainConfig
+from dance.data import SeededSampler
 from dance.models import Classifier
 from dance.preprocess import tta_views
 
@@ -131,11 +132,12 @@ def train_one_epoch(
     # Each epoch's randomness depends only on (seed, epoch), so a resumed run repeats an uninterrupted one.
     epoch_seed = cfg.seed * 1000 + state.epoch
     torch.manual_seed(epoch_seed)
-    if getattr(loader, "generator", None) is not None:
-        loader.generator.manual_seed(epoch_seed)
     generator = torch.Generator().manual_seed(epoch_seed)
-    if isinstance(getattr(loader, "sampler", None), DistributedSampler):
-        loader.sampler.set_epoch(state.epoch)  # a new shuffle of the shards each epoch
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, SeededSampler):
+        sampler.set_epoch(state.epoch, epoch_seed)  # the order and every image's augmentation for this epoch
+    elif isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(state.epoch)
     net = state.wrapped if state.wrapped is not None else model
     for batch, (images, targets) in enumerate(loader):
         if stop is not None and stop.is_set():

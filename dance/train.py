@@ -19,11 +19,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from dance import checkpoint, distributed
 from dance.config import TrainConfig
-from dance.data import (ImageCache, LabelledSet, TensorImageDataset, find_data_dir, holdout_split, load_labelled,
+from dance.data import (ImageCache, LabelledSet, SeededSampler, TensorImageDataset, find_data_dir, holdout_split, load_labelled,
                         source_groups)
 from dance.engine import (Callback, FitState, fit, make_optimizer, pick_device, place_model, predict_logits,
                           softmax_np)
@@ -139,21 +139,27 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader over cached tensors at `index`; decoding is already done, `workers` processes augment.
 
-    Workers are started afresh each epoch (not persistent): their random streams then derive from the
-    loader's generator, which the engine reseeds per epoch, so a resumed run repeats an uninterrupted one.
+    A shuffling loader draws through a `SeededSampler` (the engine calls `set_epoch` each epoch), so the
+    result is the same with any number of workers, which persist across epochs.
     """
     dataset = TensorImageDataset([tensors[i] for i in index], labels[list(index)], transform)
-    generator = torch.Generator().manual_seed(seed)
-    if shuffle and distributed.active():
+    if not shuffle:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                          persistent_workers=workers > 0, generator=torch.Generator())
+    drop = len(dataset) > batch_size
+    if distributed.active():
         # torchrun: each rank trains on its own shard with its share of the global batch, so N processes take
         # the same optimiser steps on the same effective batch size as one (evaluation loaders stay whole).
         world = torch.distributed.get_world_size()
-        drop = len(dataset) > batch_size
-        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=drop)
-        return DataLoader(dataset, batch_size=distributed.per_rank_batch(batch_size, world), sampler=sampler,
-                          num_workers=workers, drop_last=drop, generator=generator)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=workers,
-                      drop_last=shuffle and len(dataset) > batch_size)
+        inner = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=drop)
+        batch_size = distributed.per_rank_batch(batch_size, world)
+    else:
+        inner = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    sampler = SeededSampler(inner)
+    sampler.set_epoch(0, seed)
+    # its own generator: the loader's per-iterator seed draw must not consume the training process's stream
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop,
+                      persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
 
 
 def build_state(
