@@ -1,6 +1,6 @@
 """Build `.device/`: what a GPU lease needs beside the repo (it has torch but not our weight packages or the data).
 
-    python bench/gpu_pack.py [DATA_DIR]
+    python bench/gpu_pack.py [--data DIR] [--variants 0 1 2]
 
 The lease carries at most 64 MiB, so the ImageNet backbones travel as float16 copies (relative rounding
 <= 2**-11, cast back to float32 on load) with the 1000-class ImageNet classifier stored as a single
@@ -44,15 +44,23 @@ def pack_weights(variant: int) -> None:
 
 def main() -> None:
     """Rebuild .device/ from scratch."""
+    import argparse
+
     import efficientnet_lite_pytorch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="data set folder (default: the usual search)")
+    parser.add_argument("--variants", type=int, nargs="+", default=[0, 1, 2], choices=[0, 1, 2],
+                        help="which efficientnet-lite weight packages to carry (default: all three)")
+    args = parser.parse_args()
 
     shutil.rmtree(OUT, ignore_errors=True)
     (OUT / "site").mkdir(parents=True)
     shutil.copytree(Path(efficientnet_lite_pytorch.__file__).parent, OUT / "site" / "efficientnet_lite_pytorch",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    for variant in (0, 1, 2):
+    for variant in args.variants:
         pack_weights(variant)
-    data = find_data_dir(sys.argv[1] if len(sys.argv) > 1 else None)
+    data = find_data_dir(args.data)
     shutil.copytree(data / "train", OUT / "data" / "train")
     shutil.copy2(data / "train.csv", OUT / "data" / "train.csv")
     size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
