@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from dance import checkpoint
+from dance.errors import DanceError
 from dance.models import REGISTRY, get_spec
 
 DEFAULT_MODEL = "effnet-lite0"
@@ -244,7 +245,7 @@ def _naive_transform(size: int, mean, std):
 
 
 def training_throughput(data_dir: Path, model_name: str, images: int, epochs: int, steps: int,
-                        workers: int = 2, device: str = "cpu") -> dict:
+                        workers: int = 2, device: str = "cpu", batch: int = 32) -> dict:
     """Images/s of our pipeline vs the naive one: data loading alone, and full training steps with the model.
 
     Ours: every image decoded once into a uint8 cache (its one-time cost reported separately), augmented on
@@ -262,7 +263,8 @@ def training_throughput(data_dir: Path, model_name: str, images: int, epochs: in
     dataset = load_labelled(data_dir, limit=images)
     labels = dataset.labels
     index = np.arange(len(labels))
-    batch = 32
+    if len(labels) < batch:  # the naive loader drops incomplete batches: it would yield nothing
+        raise DanceError(f"The training benchmark needs at least {batch} images; {len(labels)} found.")
 
     start = time.perf_counter()
     tensors = ImageCache(side=math.ceil(size * CACHE_MARGIN)).load_all(dataset.paths)
@@ -315,7 +317,7 @@ def training_throughput(data_dir: Path, model_name: str, images: int, epochs: in
         rows.append({"pipeline": name, "loader": load_rate(loader),
                      "train": step_rate(loader) if steps else float("nan")})
     return {"images": len(labels), "decode_once_s": decode_once_s, "model": model_name, "workers": workers,
-            "epochs": epochs, "steps": steps, "device": device_label(dev), "rows": rows}
+            "epochs": epochs, "steps": steps, "batch": batch, "device": device_label(dev), "rows": rows}
 
 
 def device_label(device: torch.device) -> str:
@@ -412,7 +414,7 @@ class BenchOptions:
     latency: bool = True
     train: bool = True
     app: bool = False
-    weights: str = "default"
+    weights: list[str] = field(default_factory=lambda: ["default"])
     data: str | None = None
     command: str = ""
 
@@ -421,7 +423,7 @@ def training_section(t: dict) -> list[str]:
     """Markdown for a training_throughput() result: each pipeline's images/s and its ratio to the naive one."""
     naive = t["rows"][-1]
     lines = ["## Training input pipeline: ours vs the naive notebook pipeline", "",
-             f"{t['images']} real training images, batch 32, {t['model']} at its input size with the default 'strong' "
+             f"{t['images']} real training images, batch {t.get('batch', 32)}, {t['model']} at its input size with the default 'strong' "
              f"augmentation, training on {t['device']}. *Ours*: each JPEG decoded once into a uint8 tensor cache "
              f"(one-time cost {t['decode_once_s']:.1f} s), augmentation on tensors, in the training process or in "
              "DataLoader workers (`--workers`). *Naive*: a DataLoader whose workers re-open and decode each JPEG "
@@ -469,21 +471,22 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
                                  f"{row['p95_ms']:.1f} | {row['batch_images_s']:.0f} |")
             lines.append("")
 
-            try:
-                ckpt = checkpoint.load(opts.weights)
-                which = f"checkpoint `{ckpt.name}` ({ckpt.meta['arch']}, {ckpt.image_size} px)"
-            except DanceError:
-                ckpt = _untrained_checkpoint(DEFAULT_MODEL, Path(tmp) / "e2e")
-                which = f"untrained {DEFAULT_MODEL} (no `{opts.weights}` checkpoint found)"
             log("end to end")
-            rows = end_to_end(ckpt, photo, opts.runs)
             costs = decode_costs(photo, opts.runs)
             lines += ["## End to end: JPEG bytes -> probabilities (the app's path)", "",
-                      f"`Predictor.predict([(name, bytes)])` with {which}, on `{photo[0]}` ({len(photo[1]) / 1e3:.1f} kB,"
-                      f" {costs['pixels']} px; the data set's median-sized photo). {opts.runs} calls after warm-up.", "",
-                      "| backend | median ms | p95 ms |", "|---|---|---|",
-                      *[f"| {r['backend']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} |" for r in rows], "",
-                      f"Of which (median ms): decode {costs['decode']:.2f}, resize {costs['resize']:.2f}, "
+                      f"`Predictor.predict([(name, bytes)])` on `{photo[0]}` ({len(photo[1]) / 1e3:.1f} kB, "
+                      f"{costs['pixels']} px; the data set's median-sized photo). {opts.runs} calls after warm-up.", "",
+                      "| checkpoint | backend | median ms | p95 ms |", "|---|---|---|---|"]
+            for name in opts.weights:
+                try:
+                    ckpt = checkpoint.load(name)
+                    which = f"`{ckpt.name}` ({ckpt.meta['arch']}, {ckpt.image_size} px)"
+                except DanceError:
+                    ckpt = _untrained_checkpoint(DEFAULT_MODEL, Path(tmp) / "e2e")
+                    which = f"untrained {DEFAULT_MODEL} (no `{name}` checkpoint found)"
+                lines += [f"| {which} | {r['backend']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} |"
+                          for r in end_to_end(ckpt, photo, opts.runs)]
+            lines += ["", f"Of which (median ms): decode {costs['decode']:.2f}, resize {costs['resize']:.2f}, "
                       f"tensor + normalise {costs['tensor + normalise']:.2f}.", ""]
             big = draft_decode_gain(data_dir, min(opts.runs, 20))
             if big:
@@ -525,5 +528,6 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
               "- `Predictor(backend=\"auto\")` (the CLI's and the app's default) runs ONNX Runtime when an export of "
               "exactly these weights exists (`<checkpoint>.onnx` from `dance export --onnx`, or the per-user cache "
               "`~/.cache/dance/onnx/<sha1>.onnx`, filled on first load of a checkpoint in weights/), else torch.",
-              "- GPU figures come from `bench/gpu_bench.sh` on a CUDA machine; none was available for this run.", ""]
+              "- GPU figures (H200: training time, utilisation, the input pipelines on CUDA) are in `bench/speed-gpu.md`,"
+              " from `bench/gpu_bench.sh` and `bench/gpu_speed.sh`.", ""]
     return "\n".join(lines) + "\n"

@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-runs", type=int, default=10, help="timed batch-32 calls per measurement")
     p.add_argument("--models", nargs="+", default=list(REGISTRY), choices=list(REGISTRY))
     p.add_argument("--threads", type=int, default=0, help="torch / ONNX Runtime threads (0: all cores)")
-    p.add_argument("--weights", default="default", help="checkpoint for the end-to-end figure")
+    p.add_argument("--weights", nargs="+", default=["default"], help="checkpoints for the end-to-end figures")
     p.add_argument("--train-images", type=int, default=128, help="images in the training-throughput run")
     p.add_argument("--train-steps", type=int, default=6, help="timed training steps per pipeline (0: skip)")
     p.add_argument("--no-train", action="store_true", help="skip the training-throughput part")
