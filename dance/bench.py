@@ -439,7 +439,6 @@ def training_section(t: dict) -> list[str]:
 def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
     """Run the benchmarks and return speed.md as Markdown."""
     from dance.data import find_data_dir
-    from dance.errors import DanceError
 
     torch.set_num_threads(opts.threads or os.cpu_count() or 1)
     info = machine_info()
