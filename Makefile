@@ -14,7 +14,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m dance.ui.serve --server.port $(PORT)
 
 # Chromium for the real-browser tests: Debian's package, installed when missing and we are root.
 browser-deps:

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dance import checkpoint  # noqa: E402
+from dance.bench import stop_process  # noqa: E402
 from dance.data import find_data_dir, load_unlabelled  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -177,11 +178,11 @@ async def drive(url: str, sessions: list[Session], timeout_s: float, warmup: boo
 
 
 def start_server(port: int, weights_dir: Path, log_path: Path) -> subprocess.Popen:
-    """`streamlit run app.py` bound to 127.0.0.1; returns once it answers its health check."""
+    """The app as `make run` starts it, bound to 127.0.0.1; returns once it answers its health check."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DANCE_WEIGHTS_DIR": str(weights_dir)}
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+        [sys.executable, "-m", "dance.ui.serve", "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 120
@@ -313,11 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(3)
         rss["after"] = rss_mb(server.pid)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, timeout=20)
 
     for s in [*sessions, alone]:
         if s.error:

@@ -330,7 +330,7 @@ def device_label(device: torch.device) -> str:
 # --- the app -----------------------------------------------------------------------------------------------------
 
 def app_timings(photo: tuple[str, bytes], timeout: float = 60.0, weights_dir: Path | None = None) -> dict:
-    """Seconds from `streamlit run app.py` to the first rendered page, and from upload to the shown prediction.
+    """Seconds from starting the app as `make run` does to the first rendered page, and from upload to the shown prediction.
 
     Uses headless Chromium (Debian's `chromium`) through Playwright. Raises RuntimeError when unavailable.
     """
@@ -346,7 +346,7 @@ def app_timings(photo: tuple[str, bytes], timeout: float = 60.0, weights_dir: Pa
     if weights_dir is not None:
         env[checkpoint.WEIGHTS_ENV] = str(weights_dir)
     port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.headless", "true",
+    cmd = [sys.executable, "-m", "dance.ui.serve", "--server.headless", "true",  # what `make run` starts
            "--server.port", str(port), "--browser.gatherUsageStats", "false"]
     idle = ("() => document.querySelector('[data-testid=stApp]')"
             "?.getAttribute('data-test-script-state') === 'notRunning'")
@@ -379,12 +379,18 @@ def app_timings(photo: tuple[str, bytes], timeout: float = 60.0, weights_dir: Pa
             upload_s = time.perf_counter() - uploaded
             browser.close()
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
     return {"first_page_s": first_page_s, "upload_to_prediction_s": upload_s}
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Ask a server process to stop, and kill it if it has not within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _free_port() -> int:
@@ -511,7 +517,9 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
                     "arch": DEFAULT_MODEL, "classes": [f"c{i}" for i in range(CLASSES)],
                     "image_size": spec.input_size, "mean": list(spec.mean), "std": list(spec.std)})
             lines += ["## App responsiveness (headless Chromium)", "",
-                      f"Model: {which}. Start = `streamlit run app.py` until the Predict page has rendered; upload "
+                      f"Model: {which}. Start = `python -m dance.ui.serve` (what `make run` starts: `streamlit run "
+                      "app.py` with the first page's imports warmed in a background thread) until the Predict page "
+                      "has rendered; upload "
                       f"= `{photo[0]}` set on the file input until its probability is shown.", "",
                       "| start | start to first page s | upload to shown prediction s |", "|---|---|---|"]
             for attempt in ("first (may export ONNX into the cache)", "second (cache warm)"):

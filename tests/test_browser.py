@@ -1,8 +1,8 @@
 """The real app in headless Chromium: every page opens, an upload is classified (and explained by Grad-CAM), a matrix
 cell click opens its gallery, the Label issues page opens with or without a cross-validation run.
 
-Starts `streamlit run app.py` on a free port and drives Debian's chromium through Playwright (never
-`playwright install`). Screenshots of each page go to tests/artifacts/ (git-ignored).
+Starts the app as `make run` does (`python -m dance.ui.serve`) on a free port and drives Debian's chromium
+through Playwright (never `playwright install`). Screenshots of each page go to tests/artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from dance import checkpoint
+from dance.bench import stop_process
 from dance.data import find_data_dir, load_unlabelled
 from dance.predict import Predictor
 
@@ -47,11 +48,11 @@ def _weights_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def server():
-    """`streamlit run app.py` on a free port; yields its base URL and stops it afterwards."""
+    """The app (`python -m dance.ui.serve`) on a free port; yields its base URL and stops it afterwards."""
     port = _free_port()
     log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / "streamlit.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+        [sys.executable, "-m", "dance.ui.serve", "--server.port", str(port), "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -70,12 +71,7 @@ def server():
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

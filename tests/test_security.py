@@ -144,9 +144,10 @@ def test_sidecar_that_is_not_an_object(tiny_checkpoint, tmp_path):
     stem.with_suffix(".json").write_text("[1, 2, 3]")
     with pytest.raises(CheckpointError, match="expected a JSON object"):
         checkpoint.load(stem)
-    stem.with_suffix(".json").write_bytes(b"\xff\xfe{")
-    with pytest.raises(CheckpointError, match="not valid JSON"):
-        checkpoint.load(stem)
+    for broken in (b"\xff\xfe{", b"{not json"):
+        stem.with_suffix(".json").write_bytes(broken)
+        with pytest.raises(CheckpointError, match="not valid JSON"):
+            checkpoint.load(stem)
 
 
 def _state(model: str, tmp_path: Path) -> tuple[Path, object]:
