@@ -306,6 +306,21 @@ def test_training_error_is_a_message_not_a_traceback(weights, tmp_path):
     assert len(at.error) == 1 and "No data set found" in at.error[0].value
 
 
+def test_train_page_distils_from_a_chosen_teacher(weights, synth_data):
+    at = app_at("train")
+    _fill_train_form(at, synth_data, "student")
+    at.slider(key="train_val").set_value(0.0)  # the teacher trained on every image: no hold-out to inflate
+    assert at.selectbox(key="train_teacher").options[0] == "none"
+    at.selectbox(key="train_teacher").set_value("default")
+    at.slider(key="train_distill").set_value(0.7)
+    at.button[0].click().run()
+    job = at.session_state["train_job"]
+    job.thread.join(timeout=TIMEOUT)
+    assert not job.running and job.error is None, job.error
+    meta = checkpoint.load(weights / "student").meta
+    assert meta["config"]["teacher"] == str(weights / "default") and meta["config"]["distill_weight"] == 0.7
+
+
 # ---------------------------------------------------------------------------------------------- data set
 
 

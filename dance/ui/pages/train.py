@@ -14,7 +14,8 @@ from dance.config import AugmentConfig, TrainConfig
 from dance.models import REGISTRY
 from dance.plots import history_figure
 from dance.transforms import PRESETS
-from dance.ui.common import data_dir_or_error, md_escape, page_errors, refresh_checkpoints, weights_dir
+from dance.ui.common import (data_dir_or_error, list_checkpoints, md_escape, page_errors, refresh_checkpoints,
+                             weights_dir)
 from dance.ui.jobs import TrainJob
 
 JOB_KEY = "train_job"
@@ -41,6 +42,7 @@ def build_config(values: dict) -> TrainConfig:
         batch_size=int(values["batch_size"]), image_size=int(values["image_size"]),
         freeze_epochs=int(values["freeze_epochs"]), val_fraction=float(values["val_fraction"]),
         limit=int(values["limit"]), augment=scaled_augment(values["preset"], float(values["strength"])),
+        teacher=values.get("teacher") or "", distill_weight=float(values.get("distill_weight", 0.5)),
     )
 
 
@@ -89,6 +91,13 @@ def _form(folder: Path | None) -> None:
                                      help="0 trains on everything (then the checkpoint has no hold-out).")
             limit = st.number_input("Use only N images (0 = all)", 0, 100_000, defaults.limit, key="train_limit",
                                     help="A small stratified subset, for a quick run.")
+            teachers = {ref.name: ref.stem for ref in list_checkpoints()}
+            teacher = st.selectbox("Teacher (distillation)", ["none", *teachers], key="train_teacher",
+                                   help="The new model also learns to match this checkpoint's softened predictions "
+                                        "on the same augmented images (how the shipped default learnt from 'large'). "
+                                        "Use hold-out fraction 0, or a teacher that held out the same images.")
+            distill_weight = st.slider("Distillation weight", 0.1, 0.9, defaults.distill_weight, 0.1,
+                                       key="train_distill", help="Share of the loss that matches the teacher.")
             data = st.text_input("Data folder", key="train_data", help="A folder with train.csv and train/.")
             name = st.text_input("Save as (checkpoint name)", key="train_name")
         overwrite = st.checkbox("Replace the shipped default model (weights/default)", key="train_overwrite")
@@ -102,7 +111,8 @@ def _form(folder: Path | None) -> None:
         return
     cfg = build_config({"model": model, "epochs": epochs, "lr": lr, "batch_size": batch_size,
                         "image_size": image_size, "preset": preset, "strength": strength, "freeze_epochs": freeze,
-                        "val_fraction": val_fraction, "limit": limit})
+                        "val_fraction": val_fraction, "limit": limit,
+                        "teacher": teachers.get(teacher, ""), "distill_weight": distill_weight})
     st.session_state[JOB_KEY] = TrainJob(cfg, data.strip() or None, weights_dir() / name,
                                          overwrite_default=name == checkpoint.DEFAULT_NAME and overwrite).start()
     st.session_state.pop("train_name", None)  # the next run suggests a fresh name
