@@ -31,7 +31,7 @@ from dance.interpret import Predictions
 from dance.models import get_spec
 from dance.probe import extract_views, fit_head, view_probs
 from dance.train import (PreparedData, augment_size, build_state, input_size, load_teacher, make_loader, prepare_data,
-                         sidecar_meta, teacher_saw, teacher_stem)
+                         sidecar_meta, teacher_stem)
 from dance.transforms import build_eval_transform, build_train_transform
 
 CV_ROOT = Path(__file__).resolve().parents[1] / "runs" / "cv"
@@ -113,12 +113,9 @@ def cross_validate(
         else:
             val_names = [ds.paths[i].name for i in val_idx]
             teacher = None
-            if cfg.teacher:
-                teacher = load_teacher(teacher_stem(cfg, number), prepared, spec)
-                if teacher_saw(teacher, val_names):  # the teacher must come from the same fold, or it leaks answers
-                    raise DataError(f"Teacher {teacher_stem(cfg, number)} trained on images of fold {number}'s "
-                                    "validation set; use the fold models of a cv run with the same --folds, --repeats "
-                                    "and --seed.")
+            if cfg.teacher:  # each fold's own teacher: one trained on another split would leak this fold's answers
+                teacher = load_teacher(teacher_stem(cfg, number), prepared, spec, val_names,
+                                       f"fold {number}'s validation set")
             train_loader = make_loader(prepared.tensors, ds.labels, train_idx, train_tf, cfg.batch_size, True,
                                        fold_cfg.seed, cfg.workers)
             val_loader = make_loader(prepared.tensors, ds.labels, val_idx, eval_tf, 64, False)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from dance import distributed
 from dance.config import TrainConfig
@@ -134,10 +134,8 @@ def train_one_epoch(
     torch.manual_seed(epoch_seed)
     generator = torch.Generator().manual_seed(epoch_seed)
     sampler = getattr(loader, "sampler", None)
-    if isinstance(sampler, SeededSampler):
+    if isinstance(sampler, SeededSampler):  # make_loader's (also around a DistributedSampler under torchrun)
         sampler.set_epoch(state.epoch, epoch_seed)  # the order and every image's augmentation for this epoch
-    elif isinstance(sampler, DistributedSampler):
-        sampler.set_epoch(state.epoch)
     net = state.wrapped if state.wrapped is not None else model
     for batch, (images, targets) in enumerate(loader):
         if stop is not None and stop.is_set():

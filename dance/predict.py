@@ -82,12 +82,8 @@ class Predictor:
         self.tta = tta
         self.transform = build_eval_transform(ckpt.image_size, ckpt.mean, ckpt.std)
         self.model = ckpt.model.eval()  # kept for Grad-CAM and as the fallback
-        self._export = None
         self._swap = threading.Lock()
-        if backend == "auto" and background_export:
-            self.session, self._export = choose_session_in_background(ckpt)
-        else:
-            self.session = choose_session(ckpt, backend)
+        self.session, self._export = choose_session(ckpt, backend, background=background_export)
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike | None = None, tta: bool = False,
@@ -200,39 +196,29 @@ class Predictor:
         }
 
 
-def choose_session(ckpt: Checkpoint, backend: str = "auto"):
-    """The ONNX Runtime session a Predictor should use, or None for torch.
+def choose_session(ckpt: Checkpoint, backend: str = "auto", background: bool = False):
+    """(the ONNX Runtime session a Predictor should use or None for torch, a background export thread or None).
 
     "auto" uses ONNX (effnet-lite0 batch 1, 1 thread: 10 ms vs 22-26 ms for torch; bench/speed.md) when a verified export of
     exactly these weights exists beside the checkpoint or in the cache; for a checkpoint in weights/ (the
-    ones the app serves) it exports into the cache once. Anything else, or any failure, means torch.
+    ones the app serves) it exports into the cache once — on this thread, or with `background` on a daemon
+    thread while torch answers. Anything else, or any failure, means torch.
     """
     if backend == "torch":
-        return None
+        return None, None
     from dance import export
 
     if backend == "onnx":
-        return export.cached_session(ckpt)
+        return export.cached_session(ckpt), None
     try:
         session = export.find_session(ckpt)
         if session is None and _served(ckpt):
+            if background:
+                return None, export.export_in_background(ckpt)
             session = export.cached_session(ckpt)
-        return session
-    except (CheckpointError, ImportError, RuntimeError, OSError):
-        return None  # onnxruntime missing or export impossible: torch still answers
-
-
-def choose_session_in_background(ckpt: Checkpoint):
-    """(session, None) when a verified export exists; else (None, the thread exporting a served checkpoint)."""
-    try:
-        from dance import export
-
-        session = export.find_session(ckpt)
-        if session is None and _served(ckpt):
-            return None, export.export_in_background(ckpt)
         return session, None
     except (CheckpointError, ImportError, RuntimeError, OSError):
-        return None, None
+        return None, None  # onnxruntime missing or export impossible: torch still answers
 
 
 def _served(ckpt: Checkpoint) -> bool:

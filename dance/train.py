@@ -102,8 +102,10 @@ def augment_size(cfg: TrainConfig) -> int:
     return max(input_size(cfg), int(checkpoint.read_sidecar(teacher_stem(cfg))["image_size"]))
 
 
-def load_teacher(stem: str, prepared: "PreparedData", spec: ModelSpec) -> checkpoint.Checkpoint:
-    """Load a distillation teacher and check it speaks the same classes and normalisation as the student."""
+def load_teacher(stem: str, prepared: "PreparedData", spec: ModelSpec, held_out: Sequence[str],
+                 where: str) -> checkpoint.Checkpoint:
+    """Load a distillation teacher; refuse one with other classes or normalisation, or one that trained on any
+    of the `held_out` image names (`where` names them in the message) — it would pass on their answers."""
     teacher = checkpoint.load(stem)
     if teacher.classes != prepared.dataset.classes:
         raise DanceError(f"Teacher {stem} predicts {teacher.classes}, but the data set's classes are "
@@ -111,14 +113,14 @@ def load_teacher(stem: str, prepared: "PreparedData", spec: ModelSpec) -> checkp
     if tuple(teacher.mean) != tuple(spec.mean) or tuple(teacher.std) != tuple(spec.std):
         raise DanceError(f"Teacher {stem} normalises images differently from {spec.name}; "
                          "distil between models with the same mean and std.")
+    teacher_held_out = set(teacher.meta.get("split", {}).get("val_images", []))
+    seen = [name for name in held_out if name not in teacher_held_out]
+    if seen:
+        raise DataError(f"Teacher {stem} trained on {len(seen)} of the {len(held_out)} images of {where}, so the "
+                        "score would be inflated; use a teacher that held out the same images (in cv, the fold "
+                        "models of a run with the same --folds, --repeats and --seed; in train, or --val-fraction 0).")
     teacher.model.requires_grad_(False)
     return teacher
-
-
-def teacher_saw(teacher: checkpoint.Checkpoint, names: Sequence[str]) -> list[str]:
-    """Which of `names` the teacher trained on (all those it did not hold out)."""
-    held_out = set(teacher.meta.get("split", {}).get("val_images", []))
-    return [n for n in names if n not in held_out]
 
 
 def prepare_data(
@@ -297,13 +299,10 @@ def train(
         train_idx, val_idx = holdout_split(labels, prepared.groups, cfg.val_fraction, cfg.seed)
     else:
         train_idx, val_idx = np.arange(len(labels)), np.array([], dtype=np.int64)
-    teacher = load_teacher(teacher_stem(cfg), prepared, spec) if cfg.teacher else None
-    if teacher is not None and len(val_idx):
-        leaked = teacher_saw(teacher, [prepared.dataset.names[i] for i in val_idx])
-        if leaked:  # a teacher that trained on the hold-out would pass its answers on to the student
-            raise DanceError(f"Teacher {cfg.teacher} trained on {len(leaked)} of this run's {len(val_idx)} hold-out "
-                             "images, so the hold-out score would be inflated; train with --val-fraction 0 or use a "
-                             "teacher that held the same images out.")
+    teacher = None
+    if cfg.teacher:
+        teacher = load_teacher(teacher_stem(cfg), prepared, spec, [prepared.dataset.paths[i].name for i in val_idx],
+                               "this run's hold-out")
     train_tf = build_train_transform(cfg.augment, augment_size(cfg), spec.mean, spec.std)
     eval_tf = build_eval_transform(size, spec.mean, spec.std)
     train_loader = make_loader(prepared.tensors, labels, train_idx, train_tf, cfg.batch_size, True, cfg.seed,
