@@ -254,7 +254,7 @@ def training_throughput(data_dir: Path, model_name: str, images: int, epochs: in
     """
     from dance.config import AugmentConfig, TrainConfig
     from dance.data import ImageCache, load_labelled
-    from dance.engine import make_optimizer, pick_device, place_model
+    from dance.engine import device_name, make_optimizer, pick_device, place_model
     from dance.train import CACHE_MARGIN, make_loader
     from dance.transforms import build_train_transform
 
@@ -317,14 +317,7 @@ def training_throughput(data_dir: Path, model_name: str, images: int, epochs: in
         rows.append({"pipeline": name, "loader": load_rate(loader),
                      "train": step_rate(loader) if steps else float("nan")})
     return {"images": len(labels), "decode_once_s": decode_once_s, "model": model_name, "workers": workers,
-            "epochs": epochs, "steps": steps, "batch": batch, "device": device_label(dev), "rows": rows}
-
-
-def device_label(device: torch.device) -> str:
-    """The device's name for a report."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU, {torch.get_num_threads()} threads"
+            "epochs": epochs, "steps": steps, "batch": batch, "device": device_name(dev), "rows": rows}
 
 
 # --- the app -----------------------------------------------------------------------------------------------------
@@ -429,7 +422,7 @@ def training_section(t: dict) -> list[str]:
     """Markdown for a training_throughput() result: each pipeline's images/s and its ratio to the naive one."""
     naive = t["rows"][-1]
     lines = ["## Training input pipeline: ours vs the naive notebook pipeline", "",
-             f"{t['images']} real training images, batch {t.get('batch', 32)}, {t['model']} at its input size with the default 'strong' "
+             f"{t['images']} real training images, batch {t['batch']}, {t['model']} at its input size with the default 'strong' "
              f"augmentation, training on {t['device']}. *Ours*: each JPEG decoded once into a uint8 tensor cache "
              f"(one-time cost {t['decode_once_s']:.1f} s), augmentation on tensors, in the training process or in "
              "DataLoader workers (`--workers`). *Naive*: a DataLoader whose workers re-open and decode each JPEG "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from sklearn.metrics import f1_score
 from dance import checkpoint
 from dance.config import TrainConfig
 from dance.data import find_data_dir, kfold_splits
-from dance.engine import Callback, fit, pick_device, predict_logits, softmax_np
+from dance.engine import Callback, device_name, fit, pick_device, predict_logits, softmax_np
 from dance.errors import DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dance.interpret import Predictions
@@ -45,13 +44,6 @@ class CVResult:
     folds: list[dict]
     summary: dict
     out_dir: Path | None
-
-
-def device_name(device: torch.device) -> str:
-    """Human-readable name of the device a run used."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _mean_std(values: Sequence[float]) -> dict:

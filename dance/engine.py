@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import platform
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,13 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("CUDA was requested but no GPU is available.")
     return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable name of the device a run used."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 class Callback(Protocol):

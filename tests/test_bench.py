@@ -22,7 +22,7 @@ def test_training_throughput_measures_every_pipeline(synth_data):
 
 
 def test_training_section_reports_ratios_to_the_naive_pipeline():
-    t = {"images": 10, "model": "m", "device": "CPU", "decode_once_s": 0.1, "epochs": 1, "steps": 2, "rows": [
+    t = {"images": 10, "batch": 32, "model": "m", "device": "CPU", "decode_once_s": 0.1, "epochs": 1, "steps": 2, "rows": [
         {"pipeline": "ours", "loader": 300.0, "train": 9.0}, {"pipeline": "naive", "loader": 100.0, "train": 3.0}]}
     lines = training_section(t)
     assert "| ours | 300 | 3.00x | 9.0 | 3.00x |" in lines
