@@ -173,7 +173,7 @@ def end_to_end(ckpt: checkpoint.Checkpoint, photo: tuple[str, bytes], runs: int)
 def decode_costs(photo: tuple[str, bytes], runs: int) -> dict:
     """Time of each preprocessing step for one photo: decode, resize to the cache side, tensor transform."""
     from dance.images import load_image, resize_shorter, to_uint8_tensor
-    from dance.transforms import build_eval_transform
+    from dance.preprocess import build_eval_transform
 
     name, data = photo
     size = get_spec(DEFAULT_MODEL).input_size

@@ -31,7 +31,8 @@ from dance.models import get_spec
 from dance.probe import extract_views, fit_head, view_probs
 from dance.train import (PreparedData, augment_size, build_state, input_size, load_teacher, make_loader, prepare_data,
                          sidecar_meta, teacher_stem)
-from dance.transforms import build_eval_transform, build_train_transform
+from dance.preprocess import build_eval_transform
+from dance.transforms import build_train_transform
 
 CV_ROOT = Path(__file__).resolve().parents[1] / "runs" / "cv"
 

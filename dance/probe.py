@@ -18,7 +18,8 @@ from dance.config import TrainConfig
 from dance.engine import pick_device
 from dance.errors import DataError
 from dance.models import Classifier, get_spec
-from dance.transforms import build_eval_transform, build_train_transform
+from dance.preprocess import build_eval_transform
+from dance.transforms import build_train_transform
 
 PLAIN, MIRROR = 0, 1  # view indices: views 2.. are augmented
 

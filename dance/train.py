@@ -31,7 +31,8 @@ from dance.errors import CheckpointError, DanceError, DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json
 from dance.interpret import Predictions
 from dance.models import ModelSpec, get_spec
-from dance.transforms import augmentation_stages, build_eval_transform, build_train_transform
+from dance.preprocess import build_eval_transform
+from dance.transforms import augmentation_stages, build_train_transform
 
 CACHE_MARGIN = 1.15  # cached images keep a little more than the input size, for random crops
 

@@ -1,4 +1,4 @@
-"""Train / eval preprocessing built in stages (torchvision transforms v2 on uint8 tensors).
+"""Training augmentation built in stages (torchvision transforms v2 on uint8 tensors; evaluation: dance.preprocess).
 
 The augmentation preview calls `build_train_transform(..., normalize=False)`, so it shows
 exactly what training sees, minus the final normalisation.
@@ -12,7 +12,6 @@ import torch
 from torchvision.transforms import v2
 
 from dance.config import AugmentConfig
-from dance.preprocess import build_eval_transform, tta_views  # noqa: F401  (one import place for callers)
 
 PRESETS = ("none", "article", "strong")
 

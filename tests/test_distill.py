@@ -16,7 +16,8 @@ from dance.cv import cross_validate
 from dance.engine import distillation_loss, fit, predict_logits, resize_batch
 from dance.errors import DanceError, DataError
 from dance.train import build_state, check_settings, make_loader, prepare_data, train
-from dance.transforms import build_eval_transform, build_train_transform
+from dance.preprocess import build_eval_transform
+from dance.transforms import build_train_transform
 
 
 def small_cfg(**kw) -> TrainConfig:
