@@ -42,7 +42,8 @@ def build_config(values: dict) -> TrainConfig:
         batch_size=int(values["batch_size"]), image_size=int(values["image_size"]),
         freeze_epochs=int(values["freeze_epochs"]), val_fraction=float(values["val_fraction"]),
         limit=int(values["limit"]), augment=scaled_augment(values["preset"], float(values["strength"])),
-        teacher=values.get("teacher") or "", distill_weight=float(values.get("distill_weight", 0.5)),
+        teacher=values.get("teacher") or "",
+        distill_weight=float(values.get("distill_weight", TrainConfig.distill_weight)),
     )
 
 
