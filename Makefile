@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 PORT ?= 8501
 
-.PHONY: run test bench browser-deps clean
+.PHONY: run test test-shuffled bench browser-deps clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ browser-deps:
 test: $(STAMP) browser-deps
 	$(PY) -m pytest
 
+# The whole suite in a random order; the seed is printed (rerun that order: make test-shuffled ARGS=--randomly-seed=N).
+test-shuffled: $(STAMP) browser-deps
+	$(PY) -m pytest -p randomly $(ARGS)
+
 bench: $(STAMP)
-	$(PY) -m dance bench
+	$(PY) -m bench.speed
 
 clean:
 	rm -rf $(VENV) tests/artifacts .pytest_cache

@@ -18,8 +18,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dance.data import find_data_dir  # noqa: E402
-from dance.models import _imagenet_weights_file  # noqa: E402
+from dance.models.registry import _imagenet_weights_file  # noqa: E402
+from dance.paths import find_data_dir  # noqa: E402
 
 OUT = ROOT / ".device"
 

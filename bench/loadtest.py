@@ -33,9 +33,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dance import checkpoint  # noqa: E402
-from dance.bench import stop_process  # noqa: E402
-from dance.data import find_data_dir, load_unlabelled  # noqa: E402
+from bench.speed import stop_process  # noqa: E402
+from dance import paths
+from dance.data.labels import load_unlabelled  # noqa: E402
+from dance.models import checkpoint
+from dance.paths import find_data_dir
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20, help="concurrent browser sessions (max 40)")
     parser.add_argument("--images", type=int, default=5, help="images uploaded per session (max 8)")
-    parser.add_argument("--weights-dir", type=Path, default=checkpoint.WEIGHTS_DIR,
+    parser.add_argument("--weights-dir", type=Path, default=paths.WEIGHTS_DIR,
                         help="checkpoint folder the app reads; its first checkpoint (default first) is used")
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per session")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "reliability.md")

@@ -83,15 +83,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model and save a checkpoint (never over weights/default unless --output says so)."""
-    from dance import checkpoint
     from dance.fileio import atomic_write_json, atomic_write_text
-    from dance.train import train
+    from dance.models import checkpoint
+    from dance.training.train import train
 
     cfg = config_from_args(args)
     explicit_default = bool(args.output) and checkpoint.is_default(args.output)
     result = train(cfg, args.data, args.output, callbacks=[_ConsoleProgress()], resume=args.resume,
                    overwrite_default=explicit_default)
-    from dance import distributed
+    from dance.training import distributed
 
     if not distributed.is_main():
         return 0  # under torchrun, rank 0 alone writes and prints
@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Top-k labels per image; JSON lines with --json; exit 1 if any image failed."""
-    from dance.predict import Predictor, image_files
+    from dance.inference.predict import Predictor, image_files
 
     predictor = Predictor.load(args.weights, tta=args.tta, backend=args.backend)
     failed = False
@@ -135,10 +135,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Write the HackerEarth submission CSV (Image,target) for test.csv."""
-    from dance.data import find_data_dir, load_unlabelled
+    from dance.data.labels import load_unlabelled
     from dance.fileio import atomic_write_bytes
-    from dance.predict import Predictor
-    from dance.submission import submission_csv
+    from dance.inference.predict import Predictor
+    from dance.inference.submission import submission_csv
+    from dance.paths import find_data_dir
 
     folder = find_data_dir(args.data)
     paths = load_unlabelled(folder)
@@ -154,7 +155,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Metrics, per-class report, confusion matrix and misclassified images on a labelled split."""
-    from dance.evaluate import evaluate_checkpoint
+    from dance.inference.assess import evaluate_checkpoint
 
     preds, split = evaluate_checkpoint(args.weights, args.data, args.split, tta=args.tta)
     json_path, csv_path = preds.save(args.output)
@@ -172,7 +173,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     """Stratified, grouped k-fold cross-validation with out-of-fold probabilities and a report."""
     from tqdm import tqdm
 
-    from dance.cv import cross_validate
+    from dance.training.cv import cross_validate
 
     cfg = config_from_args(args)
     bars = []
@@ -199,7 +200,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 def cmd_attach_cv(args: argparse.Namespace) -> int:
     """Record a CV run's scores in a checkpoint's sidecar and copy its out-of-fold files beside the checkpoint."""
-    from dance.cv import attach_cv
+    from dance.training.cv import attach_cv
 
     scores = attach_cv(args.run, args.weights, force=args.force)
     print(f"{args.weights}: cv macro-F1 {scores['macro_f1_mean']:.4f} ± {scores['macro_f1_std']:.4f}, accuracy "
@@ -209,8 +210,8 @@ def cmd_attach_cv(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to ONNX beside it (`<stem>.onnx`), verified against torch."""
-    from dance import checkpoint
-    from dance.export import export_onnx
+    from dance.models import checkpoint
+    from dance.models.export import export_onnx
 
     if not args.onnx:
         print("error: choose a format: --onnx", file=sys.stderr)
@@ -221,30 +222,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run the speed benchmarks and write bench/speed.md (or print with --output -)."""
-    from dance.bench import BenchOptions, run
-    from dance.fileio import atomic_write_text
-
-    opts = BenchOptions(runs=args.runs, batch_runs=args.batch_runs, models=args.models, threads=args.threads,
-                        train_images=args.train_images, train_steps=args.train_steps, train=not args.no_train,
-                        app=args.app, weights=args.weights, data=args.data, workers=args.workers,
-                        train_device=args.train_device, latency=not args.no_latency,
-                        command="python -m dance bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
-                        else "python -m dance bench")
-    report = run(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    if args.output == "-":
-        print(report)
-    else:
-        atomic_write_text(args.output, report)
-        print(report)
-        print(f"wrote {args.output}")
-    return 0
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a data set's CSV rows and decode every image, without training."""
-    from dance.train import check_data
+    from dance.training.train import check_data
 
     prepared = check_data(args.data)
     ds = prepared.dataset
@@ -257,9 +237,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     """Grad-CAM overlay PNG for one image: where the model looked for the predicted (or --class) class."""
     import io
 
-    from dance.explain import explain
+    from dance.data.images import load_image
     from dance.fileio import atomic_write_bytes
-    from dance.images import load_image
+    from dance.inference.explain import explain
 
     source = Path(args.image)
     image = load_image(source, name=str(source))
@@ -274,13 +254,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit the temperature and the "not sure" threshold on out-of-fold or hold-out predictions; store them in the sidecar."""
-    from dance import checkpoint
-    from dance.calibrate import calibrate, save_calibration
     from dance.errors import DataError
+    from dance.models import checkpoint
+    from dance.trust.calibrate import calibrate, save_calibration
 
     ckpt = checkpoint.load(args.weights)
     if args.oof:
-        from dance.cv import load_oof
+        from dance.training.cv import load_oof
 
         preds = load_oof(args.oof)
         if set(preds.classes) != set(ckpt.classes):
@@ -288,8 +268,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                             f"{ckpt.name}'s ({', '.join(ckpt.classes)}).")
         source = f"out-of-fold: {args.oof}"
     else:
-        from dance.evaluate import evaluate_checkpoint
-        from dance.predict import Predictor
+        from dance.inference.assess import evaluate_checkpoint
+        from dance.inference.predict import Predictor
 
         # Fit on raw probabilities: drop any earlier calibration rather than stacking a new one on it.
         meta = {k: v for k, v in ckpt.meta.items() if k not in ("calibration", "unsure_threshold")}
@@ -311,10 +291,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_label_issues(args: argparse.Namespace) -> int:
     """Rank training images whose label the out-of-fold predictions confidently dispute."""
-    from dance.cv import list_oof_runs, load_oof
     from dance.errors import DataError
     from dance.fileio import atomic_write_text
-    from dance.label_issues import find_label_issues
+    from dance.training.cv import list_oof_runs, load_oof
+    from dance.trust.label_issues import find_label_issues
 
     runs = list_oof_runs()
     path = Path(args.oof) if args.oof else (runs[0] if runs else None)
@@ -395,24 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="file to write (default: beside the checkpoint)")
     p.set_defaults(func=cmd_export)
 
-    from dance.models import REGISTRY
 
-    p = sub.add_parser("bench", help="measure inference latency and training throughput; write bench/speed.md")
-    data_option(p)
-    p.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per measurement (after warm-up)")
-    p.add_argument("--batch-runs", type=int, default=10, help="timed batch-32 calls per measurement")
-    p.add_argument("--models", nargs="+", default=list(REGISTRY), choices=list(REGISTRY))
-    p.add_argument("--threads", type=int, default=0, help="torch / ONNX Runtime threads (0: all cores)")
-    p.add_argument("--weights", nargs="+", default=["default"], help="checkpoints for the end-to-end figures")
-    p.add_argument("--train-images", type=int, default=128, help="images in the training-throughput run")
-    p.add_argument("--train-steps", type=int, default=6, help="timed training steps per pipeline (0: skip)")
-    p.add_argument("--no-train", action="store_true", help="skip the training-throughput part")
-    p.add_argument("--no-latency", action="store_true", help="skip the latency and end-to-end parts")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of both training pipelines (default 2)")
-    p.add_argument("--train-device", choices=("cpu", "cuda"), default="cpu", help="device of the training steps")
-    p.add_argument("--app", action="store_true", help="also time the Streamlit app in headless Chromium")
-    p.add_argument("--output", default="bench/speed.md", help="Markdown file to write, or - to only print")
-    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("check", help="validate a data set (rows and images) without training")
     data_option(p)

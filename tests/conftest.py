@@ -60,7 +60,7 @@ def synth_data(tmp_path_factory) -> Path:
 def tiny_checkpoint(synth_data, tmp_path_factory) -> Path:
     """A seed-cnn checkpoint trained briefly on the synthetic set (64 px)."""
     from dance.config import AugmentConfig, TrainConfig
-    from dance.train import train
+    from dance.training.train import train
 
     cfg = TrainConfig(model="seed-cnn", epochs=4, image_size=64, batch_size=8, lr=3e-3, freeze_epochs=0,
                       val_fraction=0.25, augment=AugmentConfig(preset="none"))
@@ -71,7 +71,7 @@ def tiny_checkpoint(synth_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """The real data set (../shared/data/dance or $DANCE_DATA)."""
-    from dance.data import find_data_dir
+    from dance.paths import find_data_dir
 
     return find_data_dir(os.environ.get("DANCE_DATA"))
 
@@ -92,8 +92,8 @@ def _fingerprint(folder: Path) -> dict[str, tuple]:
 @pytest.fixture(scope="session", autouse=True)
 def data_folder_never_written():
     """Fails the session loudly if any test (or the code it runs) changed the real data folder."""
-    from dance.data import find_data_dir
     from dance.errors import DataError
+    from dance.paths import find_data_dir
 
     try:
         folder = find_data_dir(os.environ.get("DANCE_DATA"))

@@ -9,14 +9,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-
 import pytest
+from conftest import SYNTH_CLASSES, make_dataset, synthetic_image
 from PIL import Image
 
-from conftest import SYNTH_CLASSES, make_dataset, synthetic_image
-from dance import checkpoint
-from dance.evaluate import evaluate_checkpoint
-from dance.predict import ImagePrediction, Predictor
+from dance.inference.assess import evaluate_checkpoint
+from dance.inference.predict import ImagePrediction, Predictor
+from dance.models import checkpoint
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
@@ -186,7 +185,7 @@ def test_samples_from_the_test_folder_are_classified(weights):
 
 
 def test_cell_selectboxes_open_exactly_that_cells_gallery(weights, synth_data):
-    from dance.ui.common import gallery_caption
+    from dance.ui.widgets import gallery_caption
 
     preds, _ = evaluate_checkpoint(weights / "default", synth_data, "holdout")
     matrix = preds.confusion()
@@ -343,10 +342,10 @@ def test_dataset_page_lists_bad_rows_and_undecodable_images(weights, tmp_path, m
 
 
 def test_dataset_page_without_data_names_where_it_looked(weights, tmp_path, monkeypatch):
-    import dance.data
+    import dance.paths
 
     monkeypatch.delenv("DANCE_DATA")
-    monkeypatch.setattr(dance.data, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(dance.paths, "PROJECT_ROOT", tmp_path / "project")
     monkeypatch.chdir(tmp_path)
     at = app_at("dataset")
     assert len(at.error) == 1
@@ -354,8 +353,8 @@ def test_dataset_page_without_data_names_where_it_looked(weights, tmp_path, monk
 
 
 def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path):
-    from dance import cv
-    from dance.calibrate import calibrate
+    from dance.training import cv
+    from dance.trust.calibrate import calibrate
 
     preds, _ = evaluate_checkpoint(weights / "default", synth_data, "holdout")
     cv.save_oof(tmp_path / "runs" / "cv" / "run1" / "oof.csv", preds, np.zeros(len(preds.targets), dtype=int))
@@ -376,9 +375,9 @@ def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path):
 
 
 def test_grad_cam_toggle_adds_an_overlay_for_the_chosen_class(weights):
-    from dance.explain import explain
-    from dance.images import load_image
-    from dance.ui.common import thumbnail
+    from dance.data.images import load_image
+    from dance.inference.explain import explain
+    from dance.ui.cache import thumbnail
 
     img = png_bytes(synthetic_image("square", seed=31))
     at = app_at("predict")
@@ -412,7 +411,7 @@ def test_gallery_grad_cam_toggle_replaces_the_thumbnails(weights):
 
 
 def test_calibration_section_and_model_card_follow_the_sidecar(weights, synth_data):
-    from dance.calibrate import calibrate, save_calibration
+    from dance.trust.calibrate import calibrate, save_calibration
 
     at = app_at("evaluate")
     traces = [t.get("name") for t in chart(at, "eval_reliability")["data"]]
@@ -448,7 +447,7 @@ def test_calibration_section_and_model_card_follow_the_sidecar(weights, synth_da
 def test_submission_csv_has_one_row_per_test_csv_row_in_its_order():
     import pandas as pd
 
-    from dance.submission import submission_csv
+    from dance.inference.submission import submission_csv
 
     paths = [Path("/data/test/z.jpg"), Path("/data/test/a.jpg"), Path("/data/test/m.png")]
     preds = [ImagePrediction("z.jpg", {"kathak": 0.2, "odissi": 0.8}),
@@ -463,7 +462,7 @@ def test_submission_csv_has_one_row_per_test_csv_row_in_its_order():
 
 
 def test_test_folder_action_classifies_every_test_csv_row(weights, synth_data):
-    from dance.data import load_unlabelled
+    from dance.data.labels import load_unlabelled
 
     at = app_at("predict")
     at.button(key="predict_testset_btn").click().run()
@@ -492,8 +491,9 @@ def test_label_issues_page_without_a_run_names_the_cv_command(weights):
 
 def test_label_issues_page_reads_runs_dir_and_saves_corrections_there(weights, synth_data, tmp_path):
     from conftest import SYNTH_CLASSES
-    from dance.cv import save_oof
-    from dance.interpret import Predictions
+
+    from dance.training.cv import save_oof
+    from dance.trust.interpret import Predictions
 
     paths = sorted((synth_data / "train").glob("*.jpg"))
     truth = np.array([SYNTH_CLASSES.index(p.name.rstrip("0123456789.jpg")) for p in paths])

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dance.bench import BenchOptions, run, training_section, training_throughput
+from bench.speed import BenchOptions, run, training_section, training_throughput
 from dance.errors import DanceError
 
 

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from dance import checkpoint
-from dance.bench import stop_process
-from dance.data import find_data_dir, load_unlabelled
-from dance.predict import Predictor
+from bench.speed import stop_process
+from dance import paths
+from dance.data.labels import load_unlabelled
+from dance.inference.predict import Predictor
+from dance.models import checkpoint
+from dance.paths import find_data_dir
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +45,7 @@ def _free_port() -> int:
 
 def _weights_dir() -> Path:
     """Where the app under test reads checkpoints (the shipped weights/ unless DANCE_WEIGHTS_DIR says otherwise)."""
-    return Path(os.environ.get("DANCE_WEIGHTS_DIR") or checkpoint.WEIGHTS_DIR)
+    return Path(os.environ.get("DANCE_WEIGHTS_DIR") or paths.WEIGHTS_DIR)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy.special import softmax
 
-from dance import calibrate as cal
-from dance.interpret import Predictions
+from dance.trust import calibrate as cal
+from dance.trust.interpret import Predictions
 
 
 def synthetic(true_temperature: float, n: int = 3000, classes: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +84,8 @@ def test_threshold_is_lowest_reaching_target():
 def test_calibrate_stores_temperature_and_threshold_in_sidecar(tiny_checkpoint, tmp_path):
     import shutil
 
-    from dance import checkpoint
-    from dance.predict import Predictor
+    from dance.inference.predict import Predictor
+    from dance.models import checkpoint
 
     stem = tmp_path / "copy"
     for suffix in (".safetensors", ".json"):
@@ -105,9 +105,9 @@ def test_calibrate_stores_temperature_and_threshold_in_sidecar(tiny_checkpoint, 
 def test_cli_calibrates_from_oof_and_predict_says_not_sure(tiny_checkpoint, synth_data, tmp_path, capsys):
     import shutil
 
-    from dance.checkpoint import read_sidecar, update_sidecar
     from dance.cli import main
-    from dance.cv import save_oof
+    from dance.models.checkpoint import read_sidecar, update_sidecar
+    from dance.training.cv import save_oof
 
     stem = tmp_path / "cal"
     for suffix in (".safetensors", ".json"):

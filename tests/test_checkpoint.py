@@ -8,9 +8,10 @@ import shutil
 import pytest
 import torch
 
-from dance import checkpoint
+from dance import paths
 from dance.errors import CheckpointError
-from dance.models import get_spec
+from dance.models import checkpoint
+from dance.models.registry import get_spec
 
 
 def copy_ckpt(src, dst_dir, name="c"):
@@ -93,5 +94,5 @@ def test_resolve_bare_name_to_weights_dir(tmp_path):
 def test_shipped_default_checkpoint_loads():
     ckpt = checkpoint.load("default")
     assert len(ckpt.classes) == 8 and ckpt.meta["arch"] in ("effnet-lite0", "effnet-lite1", "effnet-lite2", "seed-cnn")
-    size = (checkpoint.WEIGHTS_DIR / "default.safetensors").stat().st_size
+    size = (paths.WEIGHTS_DIR / "default.safetensors").stat().st_size
     assert size <= 25 * 1024 * 1024

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -97,7 +95,7 @@ def test_train_evaluate_submit_round_trip(synth_data, tmp_path):
 
 def test_train_output_default_requires_explicit_flag(synth_data):
     # without --output the run goes to a new timestamped name, never weights/default
-    from dance.train import default_output
     from dance.config import TrainConfig
+    from dance.training.train import default_output
 
     assert default_output(TrainConfig()).name.startswith("effnet-lite0-")

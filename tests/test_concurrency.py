@@ -7,11 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
-from dance.images import load_image
-from dance.predict import Predictor
-
 from test_robustness import BAD, GOOD
+
+from dance.data.images import load_image
+from dance.inference.predict import Predictor
 
 THREADS = 8
 
@@ -89,7 +88,7 @@ def test_huge_decodes_are_limited_to_two_at_once(monkeypatch):
     """Each decode above LARGE_PIXELS can take hundreds of MB, so concurrent uploads of huge images queue."""
     import time
 
-    from dance import images
+    from dance.data import images
 
     active, peak, lock = [0], [0], threading.Lock()
     real = images._to_rgb

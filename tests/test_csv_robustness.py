@@ -4,11 +4,10 @@ variations normalised (the rules are in dance/data.py's module docstring)."""
 from __future__ import annotations
 
 import pytest
-
-from dance.data import load_labelled, load_unlabelled, read_labels
-from dance.errors import DataError
-
 from conftest import make_dataset, synthetic_image
+
+from dance.data.labels import load_labelled, load_unlabelled, read_labels
+from dance.errors import DataError
 
 
 @pytest.fixture()

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from dance import checkpoint
 from dance.config import AugmentConfig, TrainConfig
-from dance.cv import attach_cv, cross_validate, list_oof_runs, load_oof
 from dance.errors import DataError
-from dance.train import prepare_data, train
+from dance.models import checkpoint
+from dance.training.cv import attach_cv, cross_validate, list_oof_runs, load_oof
+from dance.training.train import prepare_data, train
 
 
 def tiny_cfg(**kw):
@@ -33,7 +33,7 @@ def test_two_fold_cv_writes_oof_and_report(synth_data, tmp_path):
 
 def test_folds_are_grouped_and_stratified_on_real_data(real_data):
     """On the real set: every image held out exactly once, classes balanced, near-duplicates kept together."""
-    from dance.data import kfold_splits
+    from dance.data.splits import kfold_splits
 
     prepared = prepare_data(TrainConfig(model="seed-cnn", image_size=64), real_data)
     labels, groups = prepared.dataset.labels, prepared.groups
@@ -56,8 +56,8 @@ def test_tta_scored_on_the_same_fold_models(synth_data, tmp_path):
 
 
 def test_same_seed_same_folds(synth_data, tmp_path):
-    a = cross_validate(tiny_cfg(seed=3), synth_data, k=2, out_root=None)
-    b = cross_validate(tiny_cfg(seed=3), synth_data, k=2, out_root=None)
+    a = cross_validate(tiny_cfg(seed=3), synth_data, k=2, save=False)
+    b = cross_validate(tiny_cfg(seed=3), synth_data, k=2, save=False)
     assert [f["images"] for f in a.folds] == [f["images"] for f in b.folds]
     assert np.allclose(a.oof.probs, b.oof.probs, atol=1e-6)
 

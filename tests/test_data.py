@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from dance.data import (ImageCache, find_data_dir, holdout_split, kfold_splits, load_labelled, read_labels,
-                        source_groups)
-from dance.errors import DataError
-
 from conftest import make_dataset, synthetic_image
+
+from dance.data.cache import ImageCache
+from dance.data.labels import load_labelled, read_labels
+from dance.data.splits import holdout_split, kfold_splits, source_groups
+from dance.errors import DataError
+from dance.paths import find_data_dir
 
 
 @pytest.fixture()
@@ -112,7 +113,7 @@ def test_cache_decodes_once_and_downscales(data, monkeypatch):
     ds = load_labelled(data)
     cache = ImageCache(side=32)
     calls = []
-    import dance.data as data_module
+    import dance.data.cache as data_module
 
     real = data_module.load_image
     monkeypatch.setattr(data_module, "load_image", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dance import checkpoint
 from dance.config import AugmentConfig, TrainConfig
-from dance.cv import cross_validate
-from dance.engine import distillation_loss, fit, predict_logits, resize_batch
 from dance.errors import DanceError, DataError
-from dance.train import build_state, check_settings, make_loader, prepare_data, train
-from dance.preprocess import build_eval_transform
-from dance.transforms import build_train_transform
+from dance.models import checkpoint
+from dance.models.preprocess import build_eval_transform
+from dance.training.cv import cross_validate
+from dance.training.engine import distillation_loss, fit, predict_logits, resize_batch
+from dance.training.train import build_state, check_settings, make_loader, prepare_data, train
+from dance.training.transforms import build_train_transform
 
 
 def small_cfg(**kw) -> TrainConfig:

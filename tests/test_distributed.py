@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from conftest import make_dataset
-from dance import checkpoint
+
 from dance.config import AugmentConfig, TrainConfig
-from dance.predict import Predictor
-from dance.train import train
+from dance.inference.predict import Predictor
+from dance.models import checkpoint
+from dance.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 6

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from PIL import Image
+from torch import nn
 
-from dance import explain
-from dance.checkpoint import Checkpoint
 from dance.errors import CheckpointError
-from dance.models import REGISTRY, Classifier, get_spec
-from dance.predict import Predictor
+from dance.inference import explain
+from dance.inference.predict import Predictor
+from dance.models.checkpoint import Checkpoint
+from dance.models.registry import REGISTRY, Classifier, get_spec
 
 SIZE = 64
 SIDE = 18

@@ -10,10 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dance import checkpoint, export
+from dance import paths
 from dance.cli import main
 from dance.errors import CheckpointError
-from dance.predict import Predictor
+from dance.inference.predict import Predictor
+from dance.models import checkpoint, export
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,14 +50,14 @@ def max_difference(a, b) -> float:
 def checkpoints_to_check() -> list[str]:
     """The tiny test checkpoint always; the shipped one when it has been trained."""
     names = ["tiny"]
-    if (checkpoint.WEIGHTS_DIR / "default.safetensors").is_file():
+    if (paths.WEIGHTS_DIR / "default.safetensors").is_file():
         names.append("default")
     return names
 
 
 @pytest.mark.parametrize("which", checkpoints_to_check())
 def test_onnx_probabilities_match_torch_on_real_images(which, tiny_checkpoint, real_data, tmp_path, isolated_cache):
-    source = tiny_checkpoint if which == "tiny" else checkpoint.WEIGHTS_DIR / "default"
+    source = tiny_checkpoint if which == "tiny" else paths.WEIGHTS_DIR / "default"
     stem = copy_checkpoint(source, tmp_path / "w")  # never write an .onnx beside a shared checkpoint
     assert main(["export", "--onnx", "--weights", str(stem)]) == 0
     assert stem.with_suffix(".onnx").is_file()
@@ -102,7 +103,7 @@ def test_checkpoints_in_weights_dir_are_exported_once_into_the_cache(tiny_checkp
                                                                      monkeypatch):
     weights_dir = tmp_path / "weights"
     stem = copy_checkpoint(tiny_checkpoint, weights_dir)
-    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", weights_dir)
+    monkeypatch.setattr(paths, "WEIGHTS_DIR", weights_dir)
     first = Predictor.load(stem)
     assert first.backend == "onnx"
     cached = list(isolated_cache.glob("*.onnx"))
@@ -116,7 +117,7 @@ def test_background_export_answers_with_torch_then_switches_to_onnx(tiny_checkpo
                                                                     isolated_cache, monkeypatch):
     weights_dir = tmp_path / "weights"
     stem = copy_checkpoint(tiny_checkpoint, weights_dir)
-    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", weights_dir)
+    monkeypatch.setattr(paths, "WEIGHTS_DIR", weights_dir)
     release = __import__("threading").Event()
     real_export = export.export_onnx
     monkeypatch.setattr(export, "export_onnx", lambda *a, **k: (release.wait(30), real_export(*a, **k))[1])
@@ -131,6 +132,15 @@ def test_background_export_answers_with_torch_then_switches_to_onnx(tiny_checkpo
     assert max_difference(before, after) <= export.TOLERANCE
     # a second predictor of the same weights finds the export at once
     assert Predictor(checkpoint.load(stem), background_export=True).backend == "onnx"
+
+
+def test_background_exports_into_each_cache_folder_of_its_own(tiny_checkpoint, tmp_path, monkeypatch):
+    # a finished export of the same weights for another cache folder must not stand in for this one
+    ckpt = checkpoint.load(tiny_checkpoint)
+    for name in ("first", "second"):
+        monkeypatch.setenv("DANCE_CACHE", str(tmp_path / name))
+        export.export_in_background(ckpt).join(120)
+        assert len(list((tmp_path / name / "onnx").glob("*.onnx"))) == 1, name
 
 
 def test_export_refuses_a_mismatching_graph(tiny_checkpoint, tmp_path, monkeypatch, isolated_cache):

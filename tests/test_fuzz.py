@@ -12,15 +12,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from conftest import synthetic_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dance.data import read_labels
+from dance.data.images import MAX_PIXELS, load_image
+from dance.data.labels import read_labels
 from dance.errors import DataError, ImageError
-from dance.images import MAX_PIXELS, load_image
-
-from conftest import synthetic_image
 
 EXAMPLES = int(os.environ.get("DANCE_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="DANCE_FUZZ_EXAMPLES" not in os.environ,

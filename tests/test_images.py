@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dance.data.images import load_image, resize_shorter, to_uint8_tensor
 from dance.errors import ImageError
-from dance.images import load_image, resize_shorter, to_uint8_tensor
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

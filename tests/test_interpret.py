@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from dance.interpret import Predictions
+from dance.trust.interpret import Predictions
 
 
 @pytest.fixture()

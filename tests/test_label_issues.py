@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dance import label_issues as li
-from dance.interpret import Predictions
+from dance.trust import label_issues as li
+from dance.trust.interpret import Predictions
 
 CLASSES = ["bharatanatyam", "kathak", "odissi", "manipuri"]
 
@@ -84,7 +84,7 @@ def test_corrections_export_in_issue_order_and_atomic(tmp_path):
 
 def test_cli_prints_ranking_from_oof_file(tmp_path, capsys):
     from dance.cli import main
-    from dance.cv import save_oof
+    from dance.training.cv import save_oof
 
     preds, flipped, _ = noisy_predictions()
     oof = tmp_path / "oof.csv"
@@ -104,12 +104,12 @@ def test_review_page_relabels_and_exports_without_touching_data(tiny_checkpoint,
     import shutil
     from pathlib import Path
 
+    from conftest import SYNTH_CLASSES
     from streamlit.testing.v1 import AppTest
 
-    from conftest import SYNTH_CLASSES
-    from dance import cv
-    from dance.cv import save_oof
-    from dance.ui.common import md_escape
+    from dance.training import cv
+    from dance.training.cv import save_oof
+    from dance.ui.widgets import md_escape
 
     weights = tmp_path / "weights"
     weights.mkdir()

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from dance.models import REGISTRY, get_spec
 from dance.errors import CheckpointError
+from dance.models.registry import REGISTRY, get_spec
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import _fingerprint, make_dataset
 from safetensors.torch import load as load_safetensors_bytes
 
-from dance import checkpoint, fileio
+from dance import fileio, paths
 from dance.config import TrainConfig
 from dance.errors import CheckpointError
-from dance.train import state_paths, train
-
-from conftest import _fingerprint, make_dataset
+from dance.models import checkpoint
+from dance.training.train import state_paths, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,11 +59,11 @@ def test_interrupted_checkpoint_save_keeps_previous_checkpoint(tiny_checkpoint, 
 
 @pytest.mark.parametrize("spelling", ["default", "default.safetensors", "default.json", "../weights/default"])
 def test_default_weights_never_overwritten_implicitly(synth_data, spelling):
-    before = {p.name: p.read_bytes() for p in checkpoint.WEIGHTS_DIR.glob("default.*")}
-    output = checkpoint.WEIGHTS_DIR / spelling
+    before = {p.name: p.read_bytes() for p in paths.WEIGHTS_DIR.glob("default.*")}
+    output = paths.WEIGHTS_DIR / spelling
     with pytest.raises(CheckpointError, match="Refusing to overwrite weights/default"):
         train(TrainConfig(model="seed-cnn", epochs=1, image_size=64), synth_data, output)
-    assert {p.name: p.read_bytes() for p in checkpoint.WEIGHTS_DIR.glob("default.*")} == before
+    assert {p.name: p.read_bytes() for p in paths.WEIGHTS_DIR.glob("default.*")} == before
 
 
 def _train_command(data: Path, stem: Path, *extra: str) -> list[str]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dance import checkpoint
 from dance.config import AugmentConfig, TrainConfig
-from dance.cv import cross_validate
 from dance.errors import DanceError
-from dance.predict import Predictor
-from dance.probe import fit_head, head_logits
-from dance.train import train
+from dance.inference.predict import Predictor
+from dance.models import checkpoint
+from dance.training.cv import cross_validate
+from dance.training.probe import fit_head, head_logits
+from dance.training.train import train
 
 
 def probe_cfg(**kw):

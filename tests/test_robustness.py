@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dance.data.images import MAX_BYTES, load_image
 from dance.errors import ImageError
-from dance.images import MAX_BYTES, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -207,7 +207,7 @@ def test_exif_rotation_gives_the_upright_pixels(fmt):
 
 
 def test_exif_rotated_photo_predicted_like_physically_rotated(tiny_checkpoint):
-    from dance.predict import Predictor
+    from dance.inference.predict import Predictor
 
     predictor = Predictor.load(tiny_checkpoint)
     base = photo(64, 40, seed=5)
@@ -221,7 +221,7 @@ def test_exif_rotated_photo_predicted_like_physically_rotated(tiny_checkpoint):
 
 def test_predictor_on_uploaded_bytes_reports_each_bad_one(tiny_checkpoint):
     """The app's backend: uploads arrive as (name, bytes); bad ones get an error entry, the rest are classified."""
-    from dance.predict import Predictor
+    from dance.inference.predict import Predictor
 
     predictor = Predictor.load(tiny_checkpoint)
     uploads = [(n, GOOD[n][0]) for n in ("png-named.jpg", "thin.png")] + [(n, BAD[n][0]) for n in sorted(BAD)]

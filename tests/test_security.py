@@ -12,13 +12,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import save as save_safetensors_bytes
 
-from dance import checkpoint
 from dance.config import TrainConfig
 from dance.errors import CheckpointError
-from dance.train import build_state, load_training_state, save_training_state, state_paths
+from dance.models import checkpoint
+from dance.training.train import build_state, load_training_state, save_training_state, state_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(ROOT / "dance").rglob("*.py"), *ROOT.glob("*.py"), *(ROOT / "bench").glob("*.py")])

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from dance import checkpoint
+from dance import paths
 from dance.config import AugmentConfig, TrainConfig
 from dance.errors import CheckpointError
-from dance.predict import Predictor
-from dance.train import train
+from dance.inference.predict import Predictor
+from dance.models import checkpoint
+from dance.training.train import train
 
 
 @pytest.mark.slow
@@ -45,7 +46,7 @@ def test_synthetic_training_learns(synth_data, tmp_path):
 def test_training_refuses_to_overwrite_default(synth_data):
     cfg = TrainConfig(model="seed-cnn-bn", epochs=1, image_size=64)
     with pytest.raises(CheckpointError, match="default"):
-        train(cfg, synth_data, checkpoint.WEIGHTS_DIR / "default")
+        train(cfg, synth_data, paths.WEIGHTS_DIR / "default")
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dance.config import TrainConfig
 from dance.errors import DanceError
-from dance.train import TrainResult, prepare_data, train
+from dance.training.train import TrainResult, prepare_data, train
 
 
 class TrainJob:

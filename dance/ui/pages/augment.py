@@ -8,12 +8,13 @@ from dataclasses import asdict, fields
 import streamlit as st
 
 from dance.config import AugmentConfig
-from dance.data import read_labels
+from dance.data.images import load_image, resize_shorter, to_pil, to_uint8_tensor
+from dance.data.labels import read_labels
 from dance.errors import DanceError
-from dance.images import load_image, resize_shorter, to_pil, to_uint8_tensor
-from dance.train import CACHE_MARGIN
-from dance.transforms import PRESETS, augment_preview
-from dance.ui.common import data_dir_or_error, jpeg_bytes, md_escape, page_errors, thumbnail
+from dance.training.train import CACHE_MARGIN
+from dance.training.transforms import PRESETS, augment_preview
+from dance.ui.cache import jpeg_bytes, thumbnail
+from dance.ui.widgets import data_dir_or_error, md_escape, page_errors
 
 SIZES = (64, 96, 128, 160, 192, 224, 240, 260)
 ACCEPTED = ("jpg", "jpeg", "png", "webp", "bmp")

@@ -8,11 +8,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dance.data import read_labels
+from dance.data.images import ALLOWED_FORMATS, load_image
+from dance.data.labels import read_labels
 from dance.errors import DanceError
-from dance.images import ALLOWED_FORMATS, load_image
 from dance.plots import class_distribution_figure, image_size_figure
-from dance.ui.common import data_dir_or_error, md_escape, page_errors, tiles
+from dance.ui.widgets import data_dir_or_error, md_escape, page_errors, tiles
 
 SAMPLES_PER_CLASS = 8
 

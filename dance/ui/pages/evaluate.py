@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dance.calibrate import apply_temperature, calibrate, coverage_curve, ece, reliability_table
-from dance.evaluate import evaluate_checkpoint
-from dance.interpret import Predictions
+from dance.inference.assess import evaluate_checkpoint
+from dance.inference.predict import Predictor
 from dance.plots import confusion_figure, coverage_figure, reliability_figure
-from dance.predict import Predictor
-from dance.ui.common import (CheckpointRef, checkpoint_picker, data_dir_or_error, gallery, load_oof, load_predictor,
-                             md_escape, oof_runs, page_errors, run_label)
+from dance.trust.calibrate import apply_temperature, calibrate, coverage_curve, ece, reliability_table
+from dance.trust.interpret import Predictions
+from dance.ui.cache import CheckpointRef, load_oof, load_predictor, oof_runs, run_label
+from dance.ui.widgets import checkpoint_picker, data_dir_or_error, gallery, md_escape, page_errors
 
 SPLITS = {
     "holdout": "Hold-out of the checkpoint",

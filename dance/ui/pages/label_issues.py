@@ -11,13 +11,29 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dance import paths
+from dance.data.images import load_image
 from dance.errors import DanceError
-from dance.images import load_image
-from dance.label_issues import ACTIONS, CORRECTIONS_FILE, corrections_csv, corrections_frame, find_label_issues, \
-    write_corrections
-from dance.predict import Predictor
-from dance.ui.common import (CheckpointRef, checkpoint_picker, file_cam, jpeg_bytes, load_oof, load_predictor,
-                             md_escape, oof_runs, page_errors, run_label, runs_dir, thumbnail)
+from dance.inference.predict import Predictor
+from dance.trust.label_issues import (
+    ACTIONS,
+    CORRECTIONS_NAME,
+    corrections_csv,
+    corrections_frame,
+    find_label_issues,
+    write_corrections,
+)
+from dance.ui.cache import (
+    CheckpointRef,
+    file_cam,
+    jpeg_bytes,
+    load_oof,
+    load_predictor,
+    oof_runs,
+    run_label,
+    thumbnail,
+)
+from dance.ui.widgets import checkpoint_picker, md_escape, page_errors
 
 INDEX_KEY = "li_index"
 DECISIONS_KEY = "li_decisions"
@@ -27,7 +43,7 @@ WEAK_SHARE = 0.25  # flagging more than this share of the data set says more abo
 
 def corrections_path() -> Path:
     """Where 'Save' writes the corrections: label_corrections.csv in the runs folder ($DANCE_RUNS_DIR or runs/)."""
-    return runs_dir() / CORRECTIONS_FILE.name
+    return paths.runs_root() / CORRECTIONS_NAME
 
 
 @st.cache_data(show_spinner="Ranking likely label issues…", max_entries=16)

@@ -9,14 +9,24 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dance.data import load_unlabelled
+from dance.data.labels import load_unlabelled
 from dance.errors import DanceError
+from dance.inference.predict import ImagePrediction, Predictor
+from dance.inference.submission import submission_csv
 from dance.plots import probability_figure
-from dance.predict import ImagePrediction, Predictor
-from dance.ui.common import (THUMB_SIDE, CheckpointRef, bytes_cam, bytes_thumbnail, card_frame, checkpoint_picker,
-                             data_dir_or_error, data_uri, digest, file_cam, file_thumbnail, list_checkpoints,
-                             load_with_fallback, md_escape, model_card, page_errors)
-from dance.submission import submission_csv
+from dance.ui.cache import (
+    THUMB_SIDE,
+    CheckpointRef,
+    bytes_cam,
+    bytes_thumbnail,
+    data_uri,
+    digest,
+    file_cam,
+    file_thumbnail,
+    list_checkpoints,
+    load_with_fallback,
+)
+from dance.ui.widgets import card_frame, checkpoint_picker, data_dir_or_error, md_escape, model_card, page_errors
 
 ACCEPTED = ("jpg", "jpeg", "png", "webp", "bmp")
 SAMPLE_COUNT = 4

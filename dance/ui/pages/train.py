@@ -9,14 +9,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from dance import checkpoint
+from dance import paths
 from dance.config import AugmentConfig, TrainConfig
-from dance.models import REGISTRY
+from dance.models import checkpoint
+from dance.models.registry import REGISTRY
 from dance.plots import history_figure
-from dance.transforms import PRESETS
-from dance.ui.common import (data_dir_or_error, list_checkpoints, md_escape, page_errors, refresh_checkpoints,
-                             weights_dir)
+from dance.training.transforms import PRESETS
+from dance.ui.cache import list_checkpoints, refresh_checkpoints
 from dance.ui.jobs import TrainJob
+from dance.ui.widgets import data_dir_or_error, md_escape, page_errors
 
 JOB_KEY = "train_job"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -106,7 +107,7 @@ def _form(folder: Path | None) -> None:
     if not submitted:
         return
     name = name.strip()
-    problem = check_name(name, weights_dir(), overwrite)
+    problem = check_name(name, paths.weights_root(), overwrite)
     if problem:
         st.error(problem)
         return
@@ -114,7 +115,7 @@ def _form(folder: Path | None) -> None:
                         "image_size": image_size, "preset": preset, "strength": strength, "freeze_epochs": freeze,
                         "val_fraction": val_fraction, "limit": limit,
                         "teacher": teachers.get(teacher, ""), "distill_weight": distill_weight})
-    st.session_state[JOB_KEY] = TrainJob(cfg, data.strip() or None, weights_dir() / name,
+    st.session_state[JOB_KEY] = TrainJob(cfg, data.strip() or None, paths.weights_root() / name,
                                          overwrite_default=name == checkpoint.DEFAULT_NAME and overwrite).start()
     st.session_state.pop("train_name", None)  # the next run suggests a fresh name
     st.rerun()

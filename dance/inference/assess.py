@@ -6,11 +6,12 @@ import os
 
 import numpy as np
 
-from dance import checkpoint
-from dance.data import find_data_dir, load_labelled
+from dance.data.labels import load_labelled
 from dance.errors import DataError
-from dance.interpret import Predictions
-from dance.predict import Predictor
+from dance.inference.predict import Predictor
+from dance.models import checkpoint
+from dance.paths import find_data_dir
+from dance.trust.interpret import Predictions
 
 
 def holdout_names(meta: dict) -> list[str]:

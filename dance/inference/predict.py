@@ -12,11 +12,12 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 import torch
 
-from dance import checkpoint
-from dance.checkpoint import Checkpoint
+from dance import paths
+from dance.data.images import ImageSource, load_image, resize_shorter, to_uint8_tensor
 from dance.errors import CheckpointError, ImageError
-from dance.images import ImageSource, load_image, resize_shorter, to_uint8_tensor
-from dance.preprocess import build_eval_transform, tta_views
+from dance.models import checkpoint
+from dance.models.checkpoint import Checkpoint
+from dance.models.preprocess import build_eval_transform, tta_views
 
 BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_UNSURE = 0.0  # used when a checkpoint records no "not sure" threshold
@@ -138,7 +139,7 @@ class Predictor:
                 return
             self._export = None
             try:
-                from dance import export
+                from dance.models import export
 
                 self.session = export.find_session(self.ckpt)
             except (CheckpointError, ImportError, RuntimeError, OSError):
@@ -206,7 +207,7 @@ def choose_session(ckpt: Checkpoint, backend: str = "auto", background: bool = F
     """
     if backend == "torch":
         return None, None
-    from dance import export
+    from dance.models import export
 
     if backend == "onnx":
         return export.cached_session(ckpt), None
@@ -223,7 +224,7 @@ def choose_session(ckpt: Checkpoint, backend: str = "auto", background: bool = F
 
 def _served(ckpt: Checkpoint) -> bool:
     """Whether the checkpoint lives in weights/ (or $DANCE_WEIGHTS_DIR): the ones the app and CLI serve by name."""
-    roots = {checkpoint.WEIGHTS_DIR.resolve(), checkpoint.weights_root().resolve()}
+    roots = {paths.WEIGHTS_DIR.resolve(), paths.weights_root().resolve()}
     return ckpt.path.resolve().parent in roots
 
 

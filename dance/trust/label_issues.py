@@ -18,11 +18,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from dance import paths
 from dance.fileio import atomic_write_text
-from dance.interpret import Predictions
+from dance.trust.interpret import Predictions
 
-RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"
-CORRECTIONS_FILE = RUNS_DIR / "label_corrections.csv"
+CORRECTIONS_NAME = "label_corrections.csv"  # written in the runs folder
 ACTIONS = ("keep", "relabel", "remove")
 ISSUE_COLUMNS = ["path", "image", "given", "suggested", "self_confidence", "suggested_prob", "margin"]
 CORRECTION_COLUMNS = ["Image", "given", "action", "new_label", "suggested", "self_confidence"]
@@ -93,6 +93,6 @@ def corrections_csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False)
 
 
-def write_corrections(frame: pd.DataFrame, path: str | os.PathLike = CORRECTIONS_FILE) -> Path:
-    """Atomically write the corrections CSV (default runs/label_corrections.csv); the data set is untouched."""
-    return atomic_write_text(path, corrections_csv(frame))
+def write_corrections(frame: pd.DataFrame, path: str | os.PathLike | None = None) -> Path:
+    """Atomically write the corrections CSV (default: label_corrections.csv in the runs folder); the data set is untouched."""
+    return atomic_write_text(path or paths.runs_root() / CORRECTIONS_NAME, corrections_csv(frame))

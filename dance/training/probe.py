@@ -15,11 +15,11 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from dance.config import TrainConfig
-from dance.engine import pick_device
 from dance.errors import DataError
-from dance.models import Classifier, get_spec
-from dance.preprocess import build_eval_transform
-from dance.transforms import build_train_transform
+from dance.models.preprocess import build_eval_transform
+from dance.models.registry import Classifier, get_spec
+from dance.training.engine import pick_device
+from dance.training.transforms import build_train_transform
 
 PLAIN, MIRROR = 0, 1  # view indices: views 2.. are augmented
 

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-from dance.interpret import Predictions
+from dance.trust.interpret import Predictions
 
 DEFAULT_BINS = 15
 DEFAULT_TARGET_ACCURACY = 0.9
@@ -183,6 +183,6 @@ def reliability_table(preds: Predictions, temperature: float, bins: int = DEFAUL
 
 def save_calibration(stem: str | os.PathLike, result: Calibration) -> dict:
     """Record the calibration and threshold in the checkpoint's sidecar (atomically); returns the new sidecar."""
-    from dance.checkpoint import update_sidecar
+    from dance.models.checkpoint import update_sidecar
 
     return update_sidecar(stem, **result.sidecar_fields())

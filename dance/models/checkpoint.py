@@ -21,18 +21,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from dance import paths
 from dance.errors import CheckpointError
 from dance.fileio import atomic_write_bytes, atomic_write_json
-from dance.models import Classifier, ModelSpec, get_spec
+from dance.models.registry import Classifier, ModelSpec, get_spec
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-WEIGHTS_ENV = "DANCE_WEIGHTS_DIR"  # where the CLI and the app look for named checkpoints, when set
-
-
-def weights_root() -> Path:
-    """The checkpoint folder: $DANCE_WEIGHTS_DIR when set, else the project's weights/."""
-    override = os.environ.get(WEIGHTS_ENV)
-    return Path(override) if override else WEIGHTS_DIR
 DEFAULT_NAME = "default"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
 FORMAT_VERSION = 1
@@ -46,7 +39,7 @@ def stem_of(path: str | os.PathLike) -> Path:
 
 def is_default(path: str | os.PathLike, weights_dir: Path | None = None) -> bool:
     """Whether `path` names the shipped default checkpoint."""
-    roots = [weights_dir] if weights_dir else [weights_root(), WEIGHTS_DIR]  # the shipped one is always protected
+    roots = [weights_dir] if weights_dir else [paths.weights_root(), paths.WEIGHTS_DIR]  # the shipped one is always protected
     return any(stem_of(path).resolve() == (root / DEFAULT_NAME).resolve() for root in roots)
 
 
@@ -60,7 +53,7 @@ def resolve(name_or_path: str | os.PathLike | None, weights_dir: Path | None = N
         )
     if path.suffix in ("", ".json", ".safetensors") and not path.parent.parts and not path.exists() \
             and not Path(text + ".safetensors").exists():
-        path = (weights_dir or weights_root()) / text  # a bare name means a checkpoint in weights/
+        path = (weights_dir or paths.weights_root()) / text  # a bare name means a checkpoint in weights/
     return stem_of(path)
 
 
@@ -209,7 +202,7 @@ def load(name_or_path: str | os.PathLike | None = None, weights_dir: Path | None
 
 def list_checkpoints(weights_dir: Path | None = None) -> list[Path]:
     """Stems of every checkpoint (sidecar + weights) in `weights_dir`, default first, then newest first."""
-    weights_dir = weights_dir or weights_root()
+    weights_dir = weights_dir or paths.weights_root()
     if not weights_dir.is_dir():
         return []
     stems = [p.with_suffix("") for p in weights_dir.glob("*.json") if p.with_suffix(".safetensors").is_file()]

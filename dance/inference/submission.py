@@ -8,7 +8,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from dance.predict import ImagePrediction
+from dance.inference.predict import ImagePrediction
 
 SUBMISSION_COLUMNS = ["Image", "target"]
 

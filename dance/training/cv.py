@@ -20,21 +20,30 @@ import pandas as pd
 import torch
 from sklearn.metrics import f1_score
 
-from dance import checkpoint
+from dance import paths
 from dance.config import TrainConfig
-from dance.data import find_data_dir, kfold_splits
-from dance.engine import Callback, device_name, fit, pick_device, predict_logits, softmax_np
+from dance.data.splits import kfold_splits
 from dance.errors import DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from dance.interpret import Predictions
-from dance.models import get_spec
-from dance.probe import extract_views, fit_head, view_probs
-from dance.train import (PreparedData, augment_size, build_state, input_size, load_teacher, make_loader, prepare_data,
-                         sidecar_meta, teacher_stem)
-from dance.preprocess import build_eval_transform
-from dance.transforms import build_train_transform
-
-CV_ROOT = Path(__file__).resolve().parents[1] / "runs" / "cv"
+from dance.models import checkpoint
+from dance.models.preprocess import build_eval_transform
+from dance.models.registry import get_spec
+from dance.paths import find_data_dir
+from dance.training.engine import Callback, device_name, fit, pick_device, predict_logits, softmax_np
+from dance.training.probe import extract_views, fit_head, view_probs
+from dance.training.train import (
+    PreparedData,
+    augment_size,
+    build_state,
+    input_size,
+    load_teacher,
+    make_loader,
+    prepare_data,
+    sidecar_meta,
+    teacher_stem,
+)
+from dance.training.transforms import build_train_transform
+from dance.trust.interpret import Predictions
 
 
 @dataclass
@@ -60,7 +69,8 @@ def cross_validate(
     repeats: int = 1,
     name: str | None = None,
     tta: bool = False,
-    out_root: Path = CV_ROOT,
+    out_root: Path | None = None,
+    save: bool = True,
     callbacks: list[Callback] = (),
     prepared: PreparedData | None = None,
     fold_progress=None,
@@ -80,7 +90,7 @@ def cross_validate(
     train_tf = build_train_transform(cfg.augment, augment_size(cfg), spec.mean, spec.std)
     eval_tf = build_eval_transform(size, spec.mean, spec.std)
     name = name or f"{cfg.model}-{size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    out_dir = out_root / name if out_root is not None else None
+    out_dir = (out_root or paths.cv_root()) / name if save else None
     prob_sum = np.zeros((len(ds), len(ds.classes)))
     tta_sum = np.zeros_like(prob_sum)
     seen = np.zeros(len(ds), dtype=int)
@@ -213,8 +223,9 @@ def _locate(frame: pd.DataFrame) -> list[str]:
     return [p if Path(p).is_file() else str(train_dir / Path(str(name)).name) for p, name in zip(paths, frame["image"])]
 
 
-def list_oof_runs(root: Path = CV_ROOT) -> list[Path]:
-    """oof.csv files of every saved CV run, newest first."""
+def list_oof_runs(root: Path | None = None) -> list[Path]:
+    """oof.csv files of every saved CV run under `root` (default: the runs folder's cv/), newest first."""
+    root = root or paths.cv_root()
     if not root.is_dir():
         return []
     return sorted(root.glob("*/oof.csv"), key=lambda p: p.stat().st_mtime, reverse=True)

@@ -1,10 +1,11 @@
 """Benchmarks behind bench/speed.md: inference latency per backend, end-to-end predict, training throughput.
 
-Every figure in speed.md is produced here (`python -m dance bench`); tests never time anything.
+Every figure in speed.md is produced here (`python -m bench.speed`); tests never time anything.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import math
 import os
@@ -23,9 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from dance import checkpoint
+from dance import paths
 from dance.errors import DanceError
-from dance.models import REGISTRY, get_spec
+from dance.models import checkpoint
+from dance.models.registry import REGISTRY, get_spec
 
 DEFAULT_MODEL = "effnet-lite0"
 CLASSES = 8
@@ -100,7 +102,7 @@ def _untrained_checkpoint(name: str, folder: Path) -> checkpoint.Checkpoint:
 
 def model_latency(ckpt: checkpoint.Checkpoint, runs: int, batch_runs: int, batch: int = 32) -> list[dict]:
     """Batch-1 latency and batch-`batch` throughput for eager torch, inference_mode + channels_last and ORT."""
-    from dance.export import OnnxSession, export_onnx
+    from dance.models.export import OnnxSession, export_onnx
 
     size = ckpt.image_size
     model = ckpt.model.eval()
@@ -159,7 +161,7 @@ def typical_photo(data_dir: Path | None) -> tuple[str, bytes]:
 
 def end_to_end(ckpt: checkpoint.Checkpoint, photo: tuple[str, bytes], runs: int) -> list[dict]:
     """Predictor.predict on JPEG bytes (decode + resize + model + softmax), per backend."""
-    from dance.predict import Predictor
+    from dance.inference.predict import Predictor
 
     rows = []
     name, data = photo
@@ -172,8 +174,8 @@ def end_to_end(ckpt: checkpoint.Checkpoint, photo: tuple[str, bytes], runs: int)
 
 def decode_costs(photo: tuple[str, bytes], runs: int) -> dict:
     """Time of each preprocessing step for one photo: decode, resize to the cache side, tensor transform."""
-    from dance.images import load_image, resize_shorter, to_uint8_tensor
-    from dance.preprocess import build_eval_transform
+    from dance.data.images import load_image, resize_shorter, to_uint8_tensor
+    from dance.models.preprocess import build_eval_transform
 
     name, data = photo
     size = get_spec(DEFAULT_MODEL).input_size
@@ -198,7 +200,7 @@ def draft_decode_gain(data_dir: Path | None, runs: int) -> dict | None:
         return None
     from PIL import Image
 
-    from dance.images import load_image
+    from dance.data.images import load_image
 
     data = files[-1].read_bytes()
     side = math.ceil(get_spec(DEFAULT_MODEL).input_size * 1.15)
@@ -253,10 +255,11 @@ def training_throughput(data_dir: Path, model_name: str, images: int, epochs: in
     with PIL. On CUDA the steps run as the engine runs them (bf16 autocast, channels_last).
     """
     from dance.config import AugmentConfig, TrainConfig
-    from dance.data import ImageCache, load_labelled
-    from dance.engine import device_name, make_optimizer, pick_device, place_model
-    from dance.train import CACHE_MARGIN, make_loader
-    from dance.transforms import build_train_transform
+    from dance.data.cache import ImageCache
+    from dance.data.labels import load_labelled
+    from dance.training.engine import device_name, make_optimizer, pick_device, place_model
+    from dance.training.train import CACHE_MARGIN, make_loader
+    from dance.training.transforms import build_train_transform
 
     spec = get_spec(model_name)
     size = spec.input_size
@@ -337,7 +340,7 @@ def app_timings(photo: tuple[str, bytes], timeout: float = 60.0, weights_dir: Pa
 
     env = {**os.environ, "PYTHONPATH": str(root)}
     if weights_dir is not None:
-        env[checkpoint.WEIGHTS_ENV] = str(weights_dir)
+        env[paths.WEIGHTS_ENV] = str(weights_dir)
     port = _free_port()
     cmd = [sys.executable, "-m", "dance.ui.serve", "--server.headless", "true",  # what `make run` starts
            "--server.port", str(port), "--browser.gatherUsageStats", "false"]
@@ -437,7 +440,7 @@ def training_section(t: dict) -> list[str]:
 
 def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
     """Run the benchmarks and return speed.md as Markdown."""
-    from dance.data import find_data_dir
+    from dance.paths import find_data_dir
 
     torch.set_num_threads(opts.threads or os.cpu_count() or 1)
     info = machine_info()
@@ -502,7 +505,7 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
         log("app")
         with tempfile.TemporaryDirectory(prefix="dance-bench-app-") as tmp:
             weights_dir, which = None, "the shipped `weights/default`"
-            if not (checkpoint.weights_root() / "default.safetensors").is_file():
+            if not (paths.weights_root() / "default.safetensors").is_file():
                 weights_dir, which = Path(tmp), f"an untrained {DEFAULT_MODEL} as `default` (none shipped yet)"
                 torch.manual_seed(0)
                 spec = get_spec(DEFAULT_MODEL)
@@ -523,7 +526,7 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
                     lines.append(f"| {attempt} | not measured: {type(exc).__name__}: {str(exc).splitlines()[0][:100]} | |")
             lines.append("")
     lines += ["## Notes", "",
-              "- Quick check in seconds: `python -m dance bench --runs 20 --batch-runs 2 --models seed-cnn "
+              "- Quick check in seconds: `python -m bench.speed --runs 20 --batch-runs 2 --models seed-cnn "
               "--no-train --output -`.",
               "- `Predictor(backend=\"auto\")` (the CLI's and the app's default) runs ONNX Runtime when an export of "
               "exactly these weights exists (`<checkpoint>.onnx` from `dance export --onnx`, or the per-user cache "
@@ -531,3 +534,42 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
               "- GPU figures (H200: training time, utilisation, the input pipelines on CUDA) are in `bench/speed-gpu.md`,"
               " from `bench/gpu_bench.sh` and `bench/gpu_speed.sh`.", ""]
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the speed benchmarks and write bench/speed.md (or print with --output -): `python -m bench.speed`."""
+    p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="data set folder (default: the usual search path)")
+    p.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per measurement (after warm-up)")
+    p.add_argument("--batch-runs", type=int, default=10, help="timed batch-32 calls per measurement")
+    p.add_argument("--models", nargs="+", default=list(REGISTRY), choices=list(REGISTRY))
+    p.add_argument("--threads", type=int, default=0, help="torch / ONNX Runtime threads (0: all cores)")
+    p.add_argument("--weights", nargs="+", default=["default"], help="checkpoints for the end-to-end figures")
+    p.add_argument("--train-images", type=int, default=128, help="images in the training-throughput run")
+    p.add_argument("--train-steps", type=int, default=6, help="timed training steps per pipeline (0: skip)")
+    p.add_argument("--no-train", action="store_true", help="skip the training-throughput part")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency and end-to-end parts")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of both training pipelines (default 2)")
+    p.add_argument("--train-device", choices=("cpu", "cuda"), default="cpu", help="device of the training steps")
+    p.add_argument("--app", action="store_true", help="also time the Streamlit app in headless Chromium")
+    p.add_argument("--output", default="bench/speed.md", help="Markdown file to write, or - to only print")
+    args = p.parse_args(argv)
+    from dance.fileio import atomic_write_text
+
+    opts = BenchOptions(runs=args.runs, batch_runs=args.batch_runs, models=args.models, threads=args.threads,
+                        train_images=args.train_images, train_steps=args.train_steps, train=not args.no_train,
+                        app=args.app, weights=args.weights, data=args.data, workers=args.workers,
+                        train_device=args.train_device, latency=not args.no_latency,
+                        command=" ".join(["python -m bench.speed", *(argv if argv is not None else sys.argv[1:])]))
+    report = run(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.output == "-":
+        print(report)
+    else:
+        atomic_write_text(args.output, report)
+        print(report)
+        print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

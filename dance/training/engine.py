@@ -8,7 +8,7 @@ import platform
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dance import distributed
 from dance.config import TrainConfig
-from dance.data import SeededSampler
-from dance.models import Classifier
-from dance.preprocess import tta_views
+from dance.data.loader import SeededSampler
+from dance.models.preprocess import tta_views
+from dance.models.registry import Classifier
+from dance.training import distributed
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -182,7 +182,7 @@ def train_one_epoch(
 
 def _is_pretrained(cfg: TrainConfig) -> bool:
     """Whether the configured model starts from ImageNet weights (only those get a frozen warm-up)."""
-    from dance.models import get_spec
+    from dance.models.registry import get_spec
 
     return get_spec(cfg.model).pretrained
 

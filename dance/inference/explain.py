@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dance.checkpoint import Checkpoint
 from dance.errors import CheckpointError
-from dance.predict import Predictor
+from dance.inference.predict import Predictor
+from dance.models.checkpoint import Checkpoint
 
 Explainable = Union[Predictor, Checkpoint, str, os.PathLike, None]
 

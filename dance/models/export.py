@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dance.checkpoint import Checkpoint, stem_of
 from dance.errors import CheckpointError
 from dance.fileio import atomic_write_bytes
+from dance.models.checkpoint import Checkpoint, stem_of
 
 OPSET = 17
 EXPORT_VERSION = 1  # bump when the export recipe changes, so cached files are rebuilt
@@ -125,22 +125,26 @@ def export_onnx(ckpt: Checkpoint, path: str | os.PathLike | None = None,
     return target
 
 
-_BACKGROUND: dict[str, threading.Thread] = {}  # weights digest -> the thread exporting it
-_REGISTRY_LOCK = threading.Lock()
+_RUNNING: dict[Path, threading.Thread] = {}  # target file -> the thread exporting into it, while it runs
+_RUNNING_LOCK = threading.Lock()
 
 
 def export_in_background(ckpt: Checkpoint) -> threading.Thread:
-    """Start (or join) a daemon thread exporting `ckpt` into the cache; a failure just leaves no export.
+    """Start a daemon thread exporting `ckpt` into the cache (or join the one already writing that file).
 
-    Keeps the first load of a newly trained or shipped checkpoint off the app's start-up path.
+    Keeps the first load of a newly trained or shipped checkpoint off the app's start-up path; a failure just
+    leaves no export. Only running exports are remembered, keyed by their target file, so a later load (or a
+    different cache folder) never inherits a finished thread's outcome.
     """
-    digest = weights_digest(ckpt)
-    with _REGISTRY_LOCK:
-        thread = _BACKGROUND.get(digest)  # one attempt per process: a failed export stays on torch
+    target = cache_path(weights_digest(ckpt))
+    with _RUNNING_LOCK:
+        for path in [p for p, t in _RUNNING.items() if not t.is_alive()]:
+            del _RUNNING[path]
+        thread = _RUNNING.get(target)
         if thread is None:
-            thread = threading.Thread(target=_export_quietly, args=(ckpt, cache_path(digest)), daemon=True,
-                                      name=f"onnx-export-{digest[:8]}")
-            _BACKGROUND[digest] = thread
+            thread = threading.Thread(target=_export_quietly, args=(ckpt, target), daemon=True,
+                                      name=f"onnx-export-{target.stem[:8]}")
+            _RUNNING[target] = thread
             thread.start()
     return thread
 

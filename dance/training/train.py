@@ -21,18 +21,31 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from dance import checkpoint, distributed
+from dance import paths
 from dance.config import TrainConfig
-from dance.data import (ImageCache, LabelledSet, SeededSampler, TensorImageDataset, find_data_dir, holdout_split, load_labelled,
-                        source_groups)
-from dance.engine import (Callback, FitState, fit, make_optimizer, pick_device, place_model, predict_logits,
-                          softmax_np)
+from dance.data.cache import ImageCache
+from dance.data.labels import LabelledSet, load_labelled
+from dance.data.loader import SeededSampler, TensorImageDataset
+from dance.data.splits import holdout_split, source_groups
 from dance.errors import CheckpointError, DanceError, DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json
-from dance.interpret import Predictions
-from dance.models import ModelSpec, get_spec
-from dance.preprocess import build_eval_transform
-from dance.transforms import augmentation_stages, build_train_transform
+from dance.models import checkpoint
+from dance.models.preprocess import build_eval_transform
+from dance.models.registry import ModelSpec, get_spec
+from dance.paths import find_data_dir
+from dance.training import distributed
+from dance.training.engine import (
+    Callback,
+    FitState,
+    fit,
+    make_optimizer,
+    pick_device,
+    place_model,
+    predict_logits,
+    softmax_np,
+)
+from dance.training.transforms import augmentation_stages, build_train_transform
+from dance.trust.interpret import Predictions
 
 CACHE_MARGIN = 1.15  # cached images keep a little more than the input size, for random crops
 
@@ -274,7 +287,7 @@ def default_output(cfg: TrainConfig) -> Path:
     """weights/<model>-<timestamp>: a new name, so no run overwrites another."""
     from datetime import datetime
 
-    return checkpoint.weights_root() / f"{cfg.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return paths.weights_root() / f"{cfg.model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def train(
@@ -310,7 +323,7 @@ def train(
                                cfg.workers)
     val_loader = make_loader(prepared.tensors, labels, val_idx, eval_tf, 64, False) if len(val_idx) else None
     if cfg.method == "probe":
-        from dance.probe import fit_probe
+        from dance.training.probe import fit_probe
 
         model, history, _ = fit_probe(cfg, prepared, train_idx, val_idx, size)
     else:

@@ -1,0 +1,1 @@
+"""Benchmarks: the code beside the results it writes."""

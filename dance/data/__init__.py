@@ -1,0 +1,1 @@
+"""Data layer: image decoding, label CSVs, the decoded-image cache, grouped splits, loaders."""

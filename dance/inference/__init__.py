@@ -1,0 +1,1 @@
+"""Inference layer: predictions for images, submissions, assessment on labelled sets, Grad-CAM."""

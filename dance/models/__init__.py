@@ -1,0 +1,1 @@
+"""Model layer: backbone registry, checkpoints (safetensors + JSON sidecar), preprocessing, ONNX export."""

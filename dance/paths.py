@@ -1,0 +1,55 @@
+"""Where things live: the project root, the weights and runs folders (with their environment overrides), the data set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dance.errors import DataError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS_DIR = PROJECT_ROOT / "weights"  # the shipped checkpoints
+WEIGHTS_ENV = "DANCE_WEIGHTS_DIR"  # where the CLI and the app look for named checkpoints, when set
+RUNS_ENV = "DANCE_RUNS_DIR"  # where CV runs and label corrections go, when set
+
+
+def weights_root() -> Path:
+    """The checkpoint folder: $DANCE_WEIGHTS_DIR when set, else the project's weights/."""
+    override = os.environ.get(WEIGHTS_ENV)
+    return Path(override) if override else WEIGHTS_DIR
+
+
+def runs_root() -> Path:
+    """The runs folder (CV runs under cv/, label corrections): $DANCE_RUNS_DIR when set, else the project's runs/."""
+    override = os.environ.get(RUNS_ENV)
+    return Path(override) if override else PROJECT_ROOT / "runs"
+
+
+def cv_root() -> Path:
+    """Where cross-validation runs are written and listed: runs_root()/cv."""
+    return runs_root() / "cv"
+
+
+def candidate_dirs(explicit: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+    """The places searched for a data set, in order, each with where it came from."""
+    found: list[tuple[str, Path]] = []
+    if explicit:
+        found.append(("--data", Path(explicit)))
+    if os.environ.get("DANCE_DATA"):
+        found.append(("$DANCE_DATA", Path(os.environ["DANCE_DATA"])))
+    for base in dict.fromkeys([Path.cwd(), PROJECT_ROOT]):
+        found.append(("data/dance", base / "data" / "dance"))
+        found.append(("../shared/data/dance", base.parent / "shared" / "data" / "dance"))
+    return found
+
+
+def find_data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Return the first data folder holding train.csv, or raise DataError naming every place tried."""
+    tried = candidate_dirs(explicit)
+    if explicit:
+        tried = tried[:1]  # an explicit --data must exist; silently falling back would mislead
+    for _, path in tried:
+        if (path / "train.csv").is_file() or (path / "test.csv").is_file():
+            return path.resolve()
+    places = "; ".join(f"{how} = {path}" for how, path in tried)
+    raise DataError(f"No data set found (a folder with train.csv). Looked in: {places}.")

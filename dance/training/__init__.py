@@ -1,0 +1,1 @@
+"""Training layer: the fit loop, train / cross-validate / probe, augmentation, DDP."""

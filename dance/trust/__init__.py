@@ -1,0 +1,1 @@
+"""Trust layer: what predictions say about the model (reports, calibration, label issues)."""
