@@ -187,14 +187,29 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
     result = cross_validate(cfg, args.data, k=args.folds, repeats=args.repeats, name=args.name, tta=args.tta,
                             save_fold_models=args.save_fold_models, callbacks=[_ConsoleProgress(quiet=True)],
+                            grouped=not args.ungrouped,
                             fold_progress=on_fold,
                             command=" ".join(["python -m dance", *sys.argv[1:]]))
     for bar in bars:
         bar.close()
     s = result.summary
     print(f"{s['k']}-fold CV of {s['model']} at {s['image_size']} px: macro-F1 {s['macro_f1']['mean']:.4f} ± "
-          f"{s['macro_f1']['std']:.4f}  accuracy {s['accuracy']['mean']:.4f} ± {s['accuracy']['std']:.4f}")
+          f"{s['macro_f1']['std']:.4f}  accuracy {s['accuracy']['mean']:.4f} ± {s['accuracy']['std']:.4f}"
+          f"  ({len(s['folds'])} folds, {s['protocol']})")
+    weakest = sorted(s["class_f1"].items(), key=lambda item: item[1]["mean"])[:2]
+    print("weakest classes: " + ", ".join(f"{c} F1 {v['mean']:.4f} ± {v['std']:.4f}" for c, v in weakest))
+    if s["protocol"] != "grouped":
+        print("note: ungrouped folds put near-duplicate photos on both sides; not the figure that counts")
     print(f"wrote {result.out_dir}/report.md, report.json and oof.csv")
+    return 0
+
+
+def cmd_cv_compare(args: argparse.Namespace) -> int:
+    """Paired comparison of two CV runs on the same folds: per-fold differences, p-values, a verdict."""
+    from dance.training.compare import compare_runs, comparison_text
+
+    comparison = compare_runs(args.run_a, args.run_b, metric=args.metric, tta=args.tta)
+    print(json.dumps(comparison.to_dict()) if args.json else comparison_text(comparison))
     return 0
 
 
@@ -360,8 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="test-time augmentation on held-out folds")
     p.add_argument("--save-fold-models", action="store_true",
                    help="keep each fold's model under runs/cv/<name>/folds/ (teachers for a distilled cv run)")
+    p.add_argument("--ungrouped", action="store_true",
+                   help="plain stratified folds, near-duplicates on both sides (only to compare with published "
+                        "numbers; the grouped default is the figure that counts)")
     _add_train_options(p)
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("cv-compare", help="paired comparison of two cv runs on the same folds")
+    p.add_argument("run_a", help="baseline cv run folder (runs/cv/<name>)")
+    p.add_argument("run_b", help="the run compared with it")
+    p.add_argument("--metric", default="macro_f1", help="macro_f1 (default), accuracy, weighted_f1 or f1:<class>")
+    p.add_argument("--tta", action="store_true", help="compare the runs' TTA scores")
+    p.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+    p.set_defaults(func=cmd_cv_compare)
 
     p = sub.add_parser("attach-cv", help="record a cv run's scores in a checkpoint trained with the same recipe")
     p.add_argument("run", help="the cv run folder (runs/cv/<name>)")

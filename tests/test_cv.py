@@ -107,3 +107,23 @@ def test_attach_cv_refuses_another_recipe_or_architecture(synth_data, tmp_path):
         attach_cv(run.out_dir, other, force=True)
     with pytest.raises(DataError, match="report.json"):
         attach_cv(tmp_path, longer)
+
+
+def test_repeats_report_every_fold_with_class_f1_and_per_repeat_oof(synth_data, tmp_path):
+    result = cross_validate(tiny_cfg(), synth_data, k=2, repeats=2, name="rep", out_root=tmp_path)
+    s = result.summary
+    assert [(f["repeat"], f["fold"]) for f in s["folds"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert s["protocol"] == "grouped" and set(s["class_f1"]) == {"circle", "square", "stripes"}
+    circle = [f["class_f1"]["circle"] for f in s["folds"]]
+    assert s["class_f1"]["circle"]["mean"] == pytest.approx(np.mean(circle))
+    assert s["macro_f1"]["mean"] == pytest.approx(np.mean([f["macro_f1"] for f in s["folds"]]))
+    assert len({f["val_sha1"] for f in s["folds"]}) == 4  # another seed per repeat: other folds
+    repeats = [load_oof(tmp_path / "rep" / f"oof-r{r}.csv") for r in range(2)]
+    assert np.allclose((repeats[0].probs + repeats[1].probs) / 2, result.oof.probs)
+    assert "F1 mean ± std over folds" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_ungrouped_cv_is_labelled_as_such(synth_data, tmp_path):
+    result = cross_validate(tiny_cfg(), synth_data, k=2, name="plain", out_root=tmp_path, grouped=False)
+    assert result.summary["protocol"] == "ungrouped"
+    assert "not the figure that counts" in (tmp_path / "plain" / "report.md").read_text()

@@ -171,6 +171,16 @@ def test_kfold_stratified_disjoint_grouped_reproducible():
     assert any(not np.array_equal(a[1], b[1]) for a, b in zip(splits, other))
 
 
+def test_ungrouped_kfold_lets_copies_straddle_folds():
+    labels = np.repeat(np.arange(4), 10)
+    groups = np.arange(40) // 2  # pairs of copies
+    straddling = 0
+    for tr, va in kfold_splits(labels, groups, k=5, seed=0, grouped=False):
+        assert np.bincount(labels[va], minlength=4).tolist() == [2, 2, 2, 2]  # still stratified
+        straddling += len(set(groups[tr]) & set(groups[va]))
+    assert straddling > 0  # the plain split public notebooks use: the grouped one never does this
+
+
 def test_holdout_is_about_twenty_percent():
     labels = np.repeat(np.arange(5), 20)
     tr, va = holdout_split(labels, np.arange(100), 0.2, seed=0)

@@ -6,6 +6,7 @@ out-of-fold probabilities), `report.json` and `report.md` (per-fold and mean ± 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -76,23 +77,27 @@ def cross_validate(
     fold_progress=None,
     command: str | None = None,
     save_fold_models: bool = False,
+    grouped: bool = True,
 ) -> CVResult:
     """Train one model per fold (k folds x repeats) and collect out-of-fold probabilities for every image.
 
-    With repeats > 1 each image gets one held-out prediction per repeat; the saved probabilities are their mean.
+    With repeats > 1 each image gets one held-out prediction per repeat; the saved probabilities are their mean
+    (`oof.csv`), and each repeat's own are kept too (`oof-r<n>.csv`, what an ensemble of runs is scored on).
+    `grouped=False` uses the plain stratified split (near-duplicates on both sides; reported as such).
     `save_fold_models` keeps each fold's model as `<run>/folds/fold-<n>` (a teacher for a distilled CV run,
     whose `--teacher` then names `<run>/folds/fold-{fold}`).
     """
     spec, size, device = get_spec(cfg.model), input_size(cfg), pick_device(cfg.device)
     prepared = prepared or prepare_data(cfg, data_dir)
     ds = prepared.dataset
-    splits = kfold_splits(ds.labels, prepared.groups, k=k, seed=cfg.seed, repeats=repeats)
+    splits = kfold_splits(ds.labels, prepared.groups, k=k, seed=cfg.seed, repeats=repeats, grouped=grouped)
     train_tf = build_train_transform(cfg.augment, augment_size(cfg), spec.mean, spec.std)
     eval_tf = build_eval_transform(size, spec.mean, spec.std)
     name = name or f"{cfg.model}-{size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out_dir = (out_root or paths.cv_root()) / name if save else None
     prob_sum = np.zeros((len(ds), len(ds.classes)))
     tta_sum = np.zeros_like(prob_sum)
+    per_repeat = np.zeros((repeats, *prob_sum.shape))
     seen = np.zeros(len(ds), dtype=int)
     fold_of = np.full(len(ds), -1)
     feature_seconds = 0.0
@@ -103,7 +108,7 @@ def cross_validate(
         feature_seconds = round(time.perf_counter() - started, 1)
     folds = []
     for number, (train_idx, val_idx) in enumerate(splits):
-        if set(prepared.groups[train_idx]) & set(prepared.groups[val_idx]):
+        if grouped and set(prepared.groups[train_idx]) & set(prepared.groups[val_idx]):
             raise DataError("internal error: a source image sits on both sides of a fold")
         started = time.perf_counter()
         fold_cfg = TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + number})
@@ -134,30 +139,33 @@ def cross_validate(
             if tta:  # the same fold model, scored both ways, so the TTA effect is measured on equal terms
                 tta_probs = softmax_np(predict_logits(state.model, val_loader, device, tta=True)[0])
         prob_sum[val_idx] += probs
+        per_repeat[number // k, val_idx] = probs
         if tta:
             tta_sum[val_idx] += tta_probs
         seen[val_idx] += 1
         fold_of[val_idx] = number % k
-        labels = list(range(len(ds.classes)))
         folds.append({
             "repeat": number // k, "fold": number % k, "images": int(len(val_idx)),
-            **_fold_metrics(probs, targets, labels),
+            "val_sha1": fold_fingerprint([ds.paths[i].name for i in val_idx]),
+            **_fold_metrics(probs, targets, ds.classes),
             "train_seconds": round(time.perf_counter() - started, 1),
             "final_train_loss": history[-1]["train_loss"] if history else math.nan,
         })
         if tta:
-            folds[-1]["tta"] = _fold_metrics(tta_probs, targets, labels)
+            folds[-1]["tta"] = _fold_metrics(tta_probs, targets, ds.classes)
         if fold_progress:
             fold_progress(number + 1, len(splits), folds[-1])
     oof = Predictions(prob_sum / np.maximum(seen, 1)[:, None], ds.labels, [str(p) for p in ds.paths], ds.classes)
     per_class = oof.report()["f1"].round(4).to_dict()
     summary = {
-        "name": name, "command": command, "model": cfg.model, "method": cfg.method, "image_size": size, "k": k, "repeats": repeats, "tta": tta,
+        "name": name, "command": command, "model": cfg.model, "method": cfg.method, "image_size": size, "k": k,
+        "repeats": repeats, "tta": tta, "protocol": "grouped" if grouped else "ungrouped",
         "images": len(ds), "device": device_name(device),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
         **{metric: _mean_std([f[metric] for f in folds]) for metric in ("accuracy", "macro_f1", "weighted_f1")},
         "oof": oof.metrics(), "per_class_f1": per_class,
+        "class_f1": {c: _mean_std([f["class_f1"][c] for f in folds]) for c in ds.classes},
         "tta_metrics": {metric: _mean_std([f["tta"][metric] for f in folds])
                         for metric in ("accuracy", "macro_f1", "weighted_f1")} if tta else None,
         "feature_seconds": feature_seconds,  # probe: backbone features, computed once for all folds
@@ -166,6 +174,13 @@ def cross_validate(
     }
     if out_dir is not None:
         save_oof(out_dir / "oof.csv", oof, fold_of)
+        if repeats > 1:
+            for r in range(repeats):
+                repeat_fold = np.full(len(ds), -1)
+                for number, (_, val_idx) in enumerate(splits[r * k:(r + 1) * k]):
+                    repeat_fold[val_idx] = number
+                save_oof(out_dir / f"oof-r{r}.csv", Predictions(per_repeat[r], ds.labels, oof.paths, ds.classes),
+                         repeat_fold)
         if tta:
             tta_oof = Predictions(tta_sum / np.maximum(seen, 1)[:, None], ds.labels, oof.paths, ds.classes)
             save_oof(out_dir / "oof-tta.csv", tta_oof, fold_of)
@@ -174,14 +189,21 @@ def cross_validate(
     return CVResult(oof, folds, summary, out_dir)
 
 
-def _fold_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[int]) -> dict:
-    """Accuracy, macro-F1 and weighted-F1 of one fold's probabilities."""
-    preds = probs.argmax(1)
+def _fold_metrics(probs: np.ndarray, targets: np.ndarray, classes: Sequence[str]) -> dict:
+    """Accuracy, macro-F1, weighted-F1 and each class's F1 of one fold's probabilities."""
+    preds, labels = probs.argmax(1), list(range(len(classes)))
+    per_class = f1_score(targets, preds, labels=labels, average=None, zero_division=0)
     return {
         "accuracy": float((preds == targets).mean()),
         "macro_f1": float(f1_score(targets, preds, labels=labels, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(targets, preds, labels=labels, average="weighted", zero_division=0)),
+        "class_f1": {c: float(v) for c, v in zip(classes, per_class)},
     }
+
+
+def fold_fingerprint(val_names: Sequence[str]) -> str:
+    """SHA-1 of a fold's sorted validation image names: two runs are paired only on identical folds."""
+    return hashlib.sha1("\n".join(sorted(val_names)).encode()).hexdigest()
 
 
 def save_oof(path: Path, oof: Predictions, fold_of: np.ndarray) -> None:
@@ -236,10 +258,13 @@ def report_markdown(summary: dict) -> str:
     def pm(key):
         return f"{summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}"
 
+    protocol = ("stratified and grouped by source image" if summary.get("protocol", "grouped") == "grouped" else
+                "**ungrouped** (plain stratified: near-duplicate photos sit on both sides of a split, so this "
+                "score is inflated — for comparison with published numbers only, not the figure that counts)")
     lines = [
         f"# Cross-validation: {summary['name']}", "",
-        f"- model `{summary['model']}` ({summary.get('method', 'finetune')}) at {summary['image_size']} px; {summary['k']}-fold x {summary['repeats']} "
-        f"repeat(s), stratified and grouped by source image; TTA: {summary['tta']}",
+        f"- model `{summary['model']}` ({summary.get('method', 'finetune')}) at {summary['image_size']} px; "
+        f"{summary['k']}-fold x {summary['repeats']} repeat(s), {protocol}; TTA: {summary['tta']}",
         f"- {summary['images']} images; device: {summary['device']}; total train time "
         f"{summary['train_seconds_total']} s; {summary['created']}",
         f"- command: `{summary.get('command') or 'python API'}`", "",
@@ -256,8 +281,10 @@ def report_markdown(summary: dict) -> str:
     for f in summary["folds"]:
         lines.append(f"| {f['repeat']} | {f['fold']} | {f['images']} | {f['accuracy']:.4f} | {f['macro_f1']:.4f} | "
                      f"{f['weighted_f1']:.4f} | {f['train_seconds']} |")
-    lines += ["", "| class | out-of-fold F1 |", "|---|---|"]
-    lines += [f"| {c} | {v:.4f} |" for c, v in summary["per_class_f1"].items()]
+    lines += ["", "| class | out-of-fold F1 | F1 mean ± std over folds |", "|---|---|---|"]
+    spread = summary.get("class_f1", {})
+    lines += [f"| {c} | {v:.4f} | " + (f"{spread[c]['mean']:.4f} ± {spread[c]['std']:.4f} |" if c in spread else "— |")
+              for c, v in summary["per_class_f1"].items()]
     return "\n".join(lines) + "\n"
 
 
