@@ -1,4 +1,4 @@
-"""Where things live: the project root, the weights and runs folders (with their environment overrides), the data set."""
+"""Where things live: the project root, the weights, runs and user-data folders (env overrides), the data set."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = PROJECT_ROOT / "weights"  # the shipped checkpoints
 WEIGHTS_ENV = "DANCE_WEIGHTS_DIR"  # where the CLI and the app look for named checkpoints, when set
 RUNS_ENV = "DANCE_RUNS_DIR"  # where CV runs and label corrections go, when set
+USER_DATA_ENV = "DANCE_USER_DATA"  # where the data sets people bring (Your data page, `dance data`) live, when set
 
 
 def weights_root() -> Path:
@@ -23,6 +24,12 @@ def runs_root() -> Path:
     """The runs folder (CV runs under cv/, label corrections): $DANCE_RUNS_DIR when set, else the project's runs/."""
     override = os.environ.get(RUNS_ENV)
     return Path(override) if override else PROJECT_ROOT / "runs"
+
+
+def user_data_root() -> Path:
+    """The folder of user data sets, one sub-folder each: $DANCE_USER_DATA when set, else the project's data/."""
+    override = os.environ.get(USER_DATA_ENV)
+    return Path(override) if override else PROJECT_ROOT / "data"
 
 
 def cv_root() -> Path:

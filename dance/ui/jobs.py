@@ -55,6 +55,8 @@ class TrainJob:
         if self.phase == "decoding":
             done, total = self.decoded
             return f"Decoding images {done}/{total}…"
+        if self.phase == "training" and self.cfg.method == "probe":
+            return "Computing the backbone's features and fitting the probe…"
         if self.phase == "training":
             loss = f", loss {self.last_loss:.3f}" if self.last_loss == self.last_loss else ""
             stopping = " (stopping after this batch…)" if self.stop.is_set() else ""

@@ -1,0 +1,97 @@
+"""Checkpoint bundles: a zip of `<name>.safetensors` + `<name>.json` (+ `<name>.onnx` when exported) to share a model.
+
+Importing checks the archive member by member (dance.data.archive), loads the weights through
+dance.models.checkpoint in a temp folder (safetensors only, never unpickled) and only then renames them into
+weights/. A bundled ONNX file is not imported: the app and `dance export` rebuild it from the checked weights,
+so no graph from outside is ever run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from dance import paths
+from dance.data.archive import ZipSource, open_zip, read_member, safe_members
+from dance.errors import CheckpointError, DanceError
+from dance.models import checkpoint
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # no dots: checkpoint stems take suffixes
+MAX_BUNDLE_BYTES = 600_000_000  # uncompressed: the largest shipped checkpoint is ~45 MB
+
+
+def export_bundle(name_or_path: str | os.PathLike) -> tuple[str, bytes]:
+    """(file name, zip bytes) of a checkpoint: weights, sidecar and its ONNX copy when there is one."""
+    stem = checkpoint.resolve(name_or_path)
+    checkpoint.read_sidecar(stem)  # a broken checkpoint is refused here, not by whoever imports it
+    weights = stem.with_suffix(".safetensors")
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: weights file not found.")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for suffix in (".safetensors", ".json", ".onnx"):
+            path = stem.with_suffix(suffix)
+            if path.is_file():
+                zf.write(path, arcname=f"{stem.name}{suffix}")
+    return f"{stem.name}.zip", buffer.getvalue()
+
+
+def _bundle_members(zf: zipfile.ZipFile, display: str) -> tuple[str, dict[str, zipfile.ZipInfo]]:
+    """(stem, {suffix: member}) of a checked bundle; raises DataError / CheckpointError."""
+    infos = safe_members(zf, display)
+    total = sum(i.file_size for i in infos)
+    if total > MAX_BUNDLE_BYTES:
+        raise CheckpointError(f"{display}: would extract to {total / 1e6:.0f} MB, over the "
+                              f"{MAX_BUNDLE_BYTES / 1e6:.0f} MB limit for a checkpoint bundle.")
+    by_suffix: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        suffix = Path(info.filename).suffix.lower()
+        if "/" in info.filename or suffix not in (".safetensors", ".json", ".onnx") or suffix in by_suffix:
+            raise CheckpointError(f"{display}: member {info.filename!r} does not belong in a checkpoint bundle "
+                                  "(expected one <name>.safetensors, one <name>.json and optionally <name>.onnx).")
+        by_suffix[suffix] = info
+    if ".safetensors" not in by_suffix or ".json" not in by_suffix:
+        raise CheckpointError(f"{display}: a checkpoint bundle needs both <name>.safetensors and <name>.json.")
+    stems = {Path(i.filename).stem for i in by_suffix.values()}
+    if len(stems) != 1:
+        raise CheckpointError(f"{display}: the bundle's files have different names ({', '.join(sorted(stems))}).")
+    return stems.pop(), by_suffix
+
+
+def import_bundle(source: ZipSource, name: str | None = None, replace: bool = False, display: str | None = None,
+                  weights_dir: Path | None = None) -> Path:
+    """Check a bundle, load its checkpoint in a temp folder, then move it to weights/<name>; returns the stem."""
+    display = display or (str(source) if isinstance(source, (str, os.PathLike)) else "upload.zip")
+    folder = weights_dir or paths.weights_root()
+    with open_zip(source, display) as zf:
+        stem_name, members = _bundle_members(zf, display)
+        name = name or stem_name
+        if not NAME_PATTERN.match(name):
+            raise CheckpointError(f"Checkpoint name {name!r}: use 1-64 letters, digits, '-' or '_', starting "
+                                  "with a letter or digit.")
+        target = folder / name
+        if checkpoint.is_default(target) and not replace:
+            raise CheckpointError("Refusing to overwrite weights/default without an explicit confirmation.")
+        if any((folder / f"{name}{s}").exists() for s in (".json", ".safetensors")) and not replace:
+            raise CheckpointError(f"A checkpoint named {name!r} already exists in {folder}; choose another name "
+                                  "or ask to replace it.")
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=folder))
+        try:
+            for suffix in (".safetensors", ".json"):
+                (tmp / f"{name}{suffix}").write_bytes(read_member(zf, members[suffix], display))
+            try:
+                checkpoint.load(tmp / name)
+            except DanceError as exc:
+                raise CheckpointError(f"{display}: {str(exc).replace(str(tmp) + os.sep, '')}") from None
+            (folder / f"{name}.onnx").unlink(missing_ok=True)  # an export of the weights being replaced
+            for suffix in (".safetensors", ".json"):  # the sidecar last: a checkpoint is listed once it exists
+                os.replace(tmp / f"{name}{suffix}", folder / f"{name}{suffix}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
