@@ -18,6 +18,8 @@ class AugmentConfig:
     color: float = 0.2  # brightness/contrast/saturation jitter
     trivial_augment: bool = True  # TrivialAugmentWide ("strong" only)
     erasing: float = 0.0  # RandomErasing probability
+    squash_first: bool = False  # "strong": squash the whole photo to a square (as evaluation does) before cropping,
+    # so crop scale 1 keeps the whole figure (a crop of the photo as decoded cuts a portrait's top or bottom)
 
     @classmethod
     def from_dict(cls, data: dict) -> "AugmentConfig":
@@ -54,6 +56,7 @@ class TrainConfig:
     teacher: str = ""  # distillation: checkpoint whose predictions are also learnt ("{fold}" = each CV fold's model)
     distill_weight: float = 0.5  # share of the loss that matches the teacher (when a teacher is set)
     distill_temperature: float = 2.0  # softens both distributions before they are compared
+    class_weights: str = "none"  # "balanced": loss (probe: logistic regression) weighted by inverse class frequency
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict:
@@ -81,3 +84,17 @@ def article_config() -> TrainConfig:
         freeze_epochs=0,
         augment=AugmentConfig(preset="article", color=0.0, trivial_augment=False),
     )
+
+
+def mild_config() -> TrainConfig:
+    """Milder augmentation and a stronger regulariser: crop scale 0.5, no affine on top of the random resized crop,
+    random erasing 0.25, weight decay 0.02, body LR 4e-4 / head LR 4e-3 (the recipe of issue #14)."""
+    return TrainConfig(
+        lr=4e-3,
+        backbone_lr_scale=0.1,
+        weight_decay=0.02,
+        augment=AugmentConfig(crop_scale=0.5, rotation=0.0, shift=0.0, erasing=0.25),
+    )
+
+
+RECIPES = {"default": TrainConfig, "article": article_config, "mild": mild_config}

@@ -31,7 +31,7 @@ from dance.models.preprocess import build_eval_transform
 from dance.models.registry import get_spec
 from dance.paths import find_data_dir
 from dance.training.engine import Callback, device_name, fit, pick_device, predict_logits, softmax_np
-from dance.training.probe import extract_views, fit_head, view_probs
+from dance.training.probe import cached_views, fit_head, view_probs
 from dance.training.train import (
     PreparedData,
     augment_size,
@@ -78,12 +78,14 @@ def cross_validate(
     command: str | None = None,
     save_fold_models: bool = False,
     grouped: bool = True,
+    feature_cache: Path | None = None,
 ) -> CVResult:
     """Train one model per fold (k folds x repeats) and collect out-of-fold probabilities for every image.
 
     With repeats > 1 each image gets one held-out prediction per repeat; the saved probabilities are their mean
     (`oof.csv`), and each repeat's own are kept too (`oof-r<n>.csv`, what an ensemble of runs is scored on).
     `grouped=False` uses the plain stratified split (near-duplicates on both sides; reported as such).
+    `feature_cache`: a folder where probe runs keep their backbone features for the next run with the same views.
     `save_fold_models` keeps each fold's model as `<run>/folds/fold-<n>` (a teacher for a distilled CV run,
     whose `--teacher` then names `<run>/folds/fold-{fold}`).
     """
@@ -100,12 +102,11 @@ def cross_validate(
     per_repeat = np.zeros((repeats, *prob_sum.shape))
     seen = np.zeros(len(ds), dtype=int)
     fold_of = np.full(len(ds), -1)
-    feature_seconds = 0.0
+    feature_seconds, features_cached = 0.0, False
     if cfg.method == "probe":
-        started = time.perf_counter()
         torch.manual_seed(cfg.seed)
-        features = extract_views(cfg, spec.create(len(ds.classes), size), prepared.tensors, size)
-        feature_seconds = round(time.perf_counter() - started, 1)
+        features, feature_seconds, features_cached = cached_views(
+            cfg, spec.create(len(ds.classes), size), prepared.tensors, size, feature_cache)
     folds = []
     for number, (train_idx, val_idx) in enumerate(splits):
         if grouped and set(prepared.groups[train_idx]) & set(prepared.groups[val_idx]):
@@ -115,7 +116,8 @@ def cross_validate(
         history: list[dict] = []
         targets = ds.labels[val_idx]
         if cfg.method == "probe":  # features were computed once; only the head is fitted per fold
-            weight, bias = fit_head(features[train_idx], ds.labels[train_idx], cfg.probe_c, len(ds.classes))
+            weight, bias = fit_head(features[train_idx], ds.labels[train_idx], cfg.probe_c, len(ds.classes),
+                                    cfg.class_weights)
             probs = view_probs(features[val_idx], weight, bias)
             tta_probs = view_probs(features[val_idx], weight, bias, tta=True)
         else:
@@ -127,7 +129,7 @@ def cross_validate(
             train_loader = make_loader(prepared.tensors, ds.labels, train_idx, train_tf, cfg.batch_size, True,
                                        fold_cfg.seed, cfg.workers)
             val_loader = make_loader(prepared.tensors, ds.labels, val_idx, eval_tf, 64, False)
-            state = build_state(fold_cfg, len(ds.classes), len(train_loader), size, teacher)
+            state = build_state(fold_cfg, len(ds.classes), len(train_loader), size, teacher, ds.labels[train_idx])
             fit(fold_cfg, state, train_loader, None, device, list(callbacks))
             history = state.history
             if save_fold_models and out_dir is not None:
@@ -169,6 +171,7 @@ def cross_validate(
         "tta_metrics": {metric: _mean_std([f["tta"][metric] for f in folds])
                         for metric in ("accuracy", "macro_f1", "weighted_f1")} if tta else None,
         "feature_seconds": feature_seconds,  # probe: backbone features, computed once for all folds
+        "features_cached": features_cached,  # ... by an earlier run with the same views (its extraction time above)
         "train_seconds_total": round(feature_seconds + sum(f["train_seconds"] for f in folds), 1),
         "folds": folds,
     }

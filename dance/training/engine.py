@@ -63,6 +63,7 @@ class FitState:
     teacher: nn.Module | None = None  # distillation: a frozen model whose softened predictions are also learnt
     input_size: int = 0  # the model's input side; loader images of another size are resized to it (distillation)
     teacher_size: int = 0  # the teacher's input side
+    class_weight: torch.Tensor | None = None  # per-class loss weights ("balanced" class weights), else None
 
 
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:
@@ -120,6 +121,15 @@ def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temper
                     reduction="batchmean") * t * t
 
 
+def labelled_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy over the rows with a label (target >= 0); unlabelled images (-1) only learn from a teacher."""
+    known = targets >= 0
+    if not bool(known.any()):
+        return logits.sum() * 0.0  # a batch of unlabelled images: no supervised term, still part of the graph
+    return F.cross_entropy(logits[known], targets[known], weight=weight, label_smoothing=smoothing)
+
+
 def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
     """`images` at size x size (unchanged when already so); antialiased so a downscale does not alias."""
     if not size or images.shape[-1] == size and images.shape[-2] == size:
@@ -136,7 +146,7 @@ def train_one_epoch(
     model.train()
     frozen = state.epoch < cfg.freeze_epochs and _is_pretrained(cfg)
     set_backbone_trainable(model, not frozen)
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, labelled = 0.0, 0, 0, 0
     # Each epoch's randomness depends only on (seed, epoch), so a resumed run repeats an uninterrupted one.
     epoch_seed = cfg.seed * 1000 + state.epoch
     torch.manual_seed(epoch_seed)
@@ -159,11 +169,12 @@ def train_one_epoch(
                 with torch.no_grad():
                     teacher_logits = state.teacher(resize_batch(images, state.teacher_size)).float()
             logits = net(resize_batch(images, state.input_size)).float()
+            weight = None if state.class_weight is None else state.class_weight.to(device)
             if cfg.mixup > 0:
-                loss = lam * F.cross_entropy(logits, t1, label_smoothing=cfg.label_smoothing) + (1 - lam) * F.cross_entropy(
-                    logits, t2, label_smoothing=cfg.label_smoothing)
+                loss = (lam * labelled_loss(logits, t1, cfg.label_smoothing, weight)
+                        + (1 - lam) * labelled_loss(logits, t2, cfg.label_smoothing, weight))
             else:
-                loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
+                loss = labelled_loss(logits, targets, cfg.label_smoothing, weight)
             if teacher_logits is not None:
                 w = cfg.distill_weight
                 loss = (1 - w) * loss + w * distillation_loss(logits, teacher_logits, cfg.distill_temperature)
@@ -174,10 +185,12 @@ def train_one_epoch(
         total_loss += float(loss.detach()) * len(targets)
         correct += int((logits.argmax(1) == targets).sum())
         seen += len(targets)
+        labelled += int((targets >= 0).sum())
         for cb in callbacks:
             cb.on_batch_end(state.epoch, batch + 1, len(loader), float(loss.detach()))
-    total_loss, correct, seen = distributed.sum_across([total_loss, correct, seen], device)  # over every rank's shard
-    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1)}
+    total_loss, correct, seen, labelled = distributed.sum_across([total_loss, correct, seen, labelled], device)
+    # loss over every image (unlabelled ones add their distillation term), accuracy over the labelled ones
+    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(labelled, 1)}
 
 
 def _is_pretrained(cfg: TrainConfig) -> bool:

@@ -8,6 +8,13 @@ checkpoint is an ordinary `Classifier` checkpoint.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -16,6 +23,7 @@ from torch import nn
 
 from dance.config import TrainConfig
 from dance.errors import DataError
+from dance.fileio import atomic_write_bytes, atomic_write_json
 from dance.models.preprocess import build_eval_transform
 from dance.models.registry import Classifier, get_spec
 from dance.training.engine import pick_device
@@ -61,7 +69,43 @@ def extract_views(cfg: TrainConfig, model: Classifier, tensors, size: int, progr
     return np.stack(out, axis=1)
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, c: float, classes: int) -> tuple[np.ndarray, np.ndarray]:
+def cached_views(cfg: TrainConfig, model: Classifier, tensors, size: int, cache_dir: Path | None = None,
+                 progress=None) -> tuple[np.ndarray, float, bool]:
+    """`extract_views`, kept in `cache_dir` as .npy keyed by the recipe and the image bytes (probe runs that differ
+    only in the head, the folds or the protocol then share one extraction); None: no cache.
+
+    Returns (features, seconds the extraction took when it was made, whether they came from the cache).
+    """
+    started = time.perf_counter()
+    if cache_dir is None:
+        return extract_views(cfg, model, tensors, size, progress), round(time.perf_counter() - started, 1), False
+    recipe = {"model": cfg.model, "size": size, "views": max(2, cfg.probe_views), "seed": cfg.seed,
+              "augment": asdict(cfg.augment)}
+    digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode())
+    for t in tensors:
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.contiguous().numpy().tobytes())
+    path = Path(cache_dir) / f"{cfg.model}-{size}-{digest.hexdigest()[:20]}.npy"
+    seconds_file = path.with_suffix(".json")
+    if path.is_file():
+        try:
+            features = np.load(path, allow_pickle=False)
+            seconds = float(json.loads(seconds_file.read_text())["seconds"])
+            if features.shape[:2] == (len(tensors), recipe["views"]):
+                return features, seconds, True
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged cache entry is simply recomputed
+    features = extract_views(cfg, model, tensors, size, progress)
+    seconds = round(time.perf_counter() - started, 1)
+    buffer = io.BytesIO()
+    np.save(buffer, features, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_json(seconds_file, {"seconds": seconds, **recipe})
+    return features, seconds, False
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, c: float, classes: int,
+             class_weights: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """Fit a multinomial logistic regression on (N, V, D) features of every view; returns Linear (weight, bias).
 
     Standardisation is folded into the returned weights, so they apply to raw features.
@@ -70,7 +114,8 @@ def fit_head(features: np.ndarray, labels: np.ndarray, c: float, classes: int) -
     x = features.reshape(n * v, d)
     y = np.repeat(labels, v)
     scaler = StandardScaler().fit(x)
-    clf = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x), y)
+    balanced = "balanced" if class_weights == "balanced" else None
+    clf = LogisticRegression(C=c, max_iter=3000, class_weight=balanced).fit(scaler.transform(x), y)
     weight = np.zeros((classes, d))
     bias = np.full(classes, -1e4)  # a class absent from training is never predicted
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
@@ -120,7 +165,7 @@ def fit_probe(cfg: TrainConfig, prepared, train_idx, val_idx, size: int, progres
     torch.manual_seed(cfg.seed)
     model = get_spec(cfg.model).create(classes, size)
     features = extract_views(cfg, model, prepared.tensors, size, progress)
-    weight, bias = fit_head(features[train_idx], labels[train_idx], cfg.probe_c, classes)
+    weight, bias = fit_head(features[train_idx], labels[train_idx], cfg.probe_c, classes, cfg.class_weights)
     set_head(model, weight, bias)
     record = {"epoch": 1}
     record["train_loss"], record["train_acc"] = _log_loss_and_accuracy(

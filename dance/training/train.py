@@ -88,6 +88,19 @@ def check_settings(cfg: TrainConfig) -> None:
         problems.append("the distillation weight must be between 0 and 1")
     if not (math.isfinite(cfg.distill_temperature) and cfg.distill_temperature > 0):
         problems.append("the distillation temperature must be a positive number")
+    if cfg.class_weights not in ("none", "balanced"):
+        problems.append("class weights must be none or balanced")
+    if not (math.isfinite(cfg.weight_decay) and 0 <= cfg.weight_decay <= 1):
+        problems.append("weight decay must be between 0 and 1")
+    if not (math.isfinite(cfg.backbone_lr_scale) and 0 < cfg.backbone_lr_scale <= 10):
+        problems.append("the backbone learning-rate scale must be above 0 and at most 10")
+    aug = cfg.augment
+    if not 0 < aug.crop_scale <= 1:
+        problems.append("the crop scale must be above 0 and at most 1")
+    if not (0 <= aug.erasing <= 1 and 0 <= aug.hflip <= 1):
+        problems.append("erasing and flip probabilities must be between 0 and 1")
+    if not (0 <= aug.rotation <= 180 and 0 <= aug.shift < 1 and 0 <= aug.zoom < 1 and 0 <= aug.color <= 1):
+        problems.append("rotation must be 0-180 degrees, shift and zoom at least 0 and below 1, colour 0-1")
     try:
         augmentation_stages(cfg.augment, 64)
         pick_device(cfg.device)
@@ -180,15 +193,33 @@ def make_loader(
 
 def build_state(
     cfg: TrainConfig, num_classes: int, steps_per_epoch: int, size: int, teacher: checkpoint.Checkpoint | None = None,
+    train_labels: np.ndarray | None = None,
 ) -> FitState:
-    """A fresh model (from ImageNet weights where the architecture has them), optimizer, schedule and teacher."""
+    """A fresh model (from ImageNet weights where the architecture has them), optimizer, schedule and teacher.
+
+    `train_labels` (the labels trained on) set the loss weights of `cfg.class_weights == "balanced"`.
+    """
     torch.manual_seed(cfg.seed)
     model = get_spec(cfg.model).create(num_classes, size)
     optimizer, scheduler = make_optimizer(cfg, model, steps_per_epoch)
-    if teacher is None:
-        return FitState(model, optimizer, scheduler, input_size=size)
-    return FitState(model, optimizer, scheduler, input_size=size, teacher=teacher.model,
-                    teacher_size=teacher.image_size)
+    weight = None
+    if cfg.class_weights == "balanced" and train_labels is not None:
+        weight = torch.as_tensor(balanced_class_weights(train_labels, num_classes), dtype=torch.float32)
+    state = FitState(model, optimizer, scheduler, input_size=size, class_weight=weight)
+    if teacher is not None:
+        state.teacher, state.teacher_size = teacher.model, teacher.image_size
+    return state
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """n / (classes x count) per class, as scikit-learn's "balanced" (0 for a class absent from `labels`)."""
+    labels = np.asarray(labels)
+    labels = labels[labels >= 0]  # unlabelled images (-1) carry no class
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    present = counts > 0
+    weight = np.zeros(num_classes)
+    weight[present] = len(labels) / (present.sum() * counts[present])
+    return weight
 
 
 def sidecar_meta(cfg: TrainConfig, spec: ModelSpec, size: int, prepared: PreparedData, **extra) -> dict:
@@ -327,7 +358,7 @@ def train(
 
         model, history, _ = fit_probe(cfg, prepared, train_idx, val_idx, size)
     else:
-        state = build_state(cfg, len(prepared.dataset.classes), len(train_loader), size, teacher)
+        state = build_state(cfg, len(prepared.dataset.classes), len(train_loader), size, teacher, labels[train_idx])
         if resume:
             if not state_paths(stem)[0].is_file():
                 raise CheckpointError(f"Nothing to resume: no training state for {stem}.")

@@ -22,6 +22,8 @@ def augmentation_stages(aug: AugmentConfig, size: int) -> list[tuple[str, v2.Tra
         raise ValueError(f"unknown augmentation preset {aug.preset!r}; choose one of {', '.join(PRESETS)}")
     stages: list[tuple[str, v2.Transform]] = []
     if aug.preset == "strong":
+        if aug.squash_first:
+            stages.append(("squash to square", v2.Resize((size, size), antialias=True)))
         stages.append(("random resized crop", v2.RandomResizedCrop(size, scale=(aug.crop_scale, 1.0), antialias=True)))
     else:
         stages.append(("resize", v2.Resize((size, size), antialias=True)))
