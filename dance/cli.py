@@ -8,7 +8,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from dance.config import RECIPES, AugmentConfig, TrainConfig
+from dance.config import RECIPES, VIDEO_FPS, VIDEO_MIN_SEGMENT, AugmentConfig, TrainConfig
 from dance.errors import DanceError
 
 
@@ -114,24 +114,76 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Top-k labels per image; JSON lines with --json; exit 1 if any image failed."""
+    """Top-k labels per image, the answer and segments per video; JSON lines with --json; exit 1 if any failed."""
+    from dance.data.video import is_video_path
     from dance.inference.predict import Predictor, image_files
 
     predictor = Predictor.load(args.weights, tta=args.tta, backend=args.backend)
     failed = False
-    for pred in predictor.predict(image_files(args.images)):
-        failed |= not pred.ok
-        if args.json:
-            print(json.dumps(pred.to_dict()), flush=True)
-        elif not pred.ok:
-            print(f"ERROR {pred.error}", flush=True)
-        elif pred.unsure:  # below the calibrated threshold: say so, with the two candidates
-            (first, p1), (second, p2) = pred.ranked[:2]
-            print(f"{pred.image}: not sure: {first} {p1:.3f} or {second} {p2:.3f}", flush=True)
-        else:
-            ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.ranked[: args.top])
-            print(f"{pred.image}: {ranked}", flush=True)
+    files: list[Path] = []
+    for entry in map(Path, args.images):  # in the order given; photos between videos are predicted together
+        files.extend(image_files([entry]) if not is_video_path(entry) else [entry])
+        if entry.is_dir():
+            files.extend(sorted(p for p in entry.iterdir() if is_video_path(p)))
+    batch: list[Path] = []
+    for path in files + [None]:
+        if path is not None and not is_video_path(path):
+            batch.append(path)
+            continue
+        for pred in predictor.predict(batch) if batch else []:
+            failed |= _print_photo(pred, args)
+        batch = []
+        if path is not None:
+            failed |= _predict_video(predictor, path, args)
     return 1 if failed else 0
+
+
+def _print_photo(pred, args: argparse.Namespace) -> bool:
+    """One photo's answer on stdout; True when it failed."""
+    if args.json:
+        print(json.dumps(pred.to_dict()), flush=True)
+    elif not pred.ok:
+        print(f"ERROR {pred.error}", flush=True)
+    elif pred.unsure:  # below the calibrated threshold: say so, with the two candidates
+        (first, p1), (second, p2) = pred.ranked[:2]
+        print(f"{pred.image}: not sure: {first} {p1:.3f} or {second} {p2:.3f}", flush=True)
+    else:
+        ranked = "  ".join(f"{name} {p:.3f}" for name, p in pred.ranked[: args.top])
+        print(f"{pred.image}: {ranked}", flush=True)
+    return not pred.ok
+
+
+def _predict_video(predictor, path: Path, args: argparse.Namespace) -> bool:
+    """One video: a progress bar on stderr, the answer and segments on stdout, files with --save; True if it failed."""
+    from tqdm import tqdm
+
+    from dance.fileio import atomic_write_text
+    from dance.inference.video import predict_video
+
+    with tqdm(desc=path.name, unit="frame", leave=False, file=sys.stderr) as bar:
+        def progress(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = predict_video(predictor, path, fps=args.fps, name=str(path), progress=progress,
+                               min_segment=args.min_segment)
+    if args.save and result.ok:
+        stem = Path(args.save) / path.stem
+        atomic_write_text(stem.with_name(stem.name + ".frames.csv"), result.frames_csv())
+        atomic_write_text(stem.with_name(stem.name + ".segments.csv"), result.segments_csv())
+        atomic_write_text(stem.with_name(stem.name + ".json"), result.to_json())
+    if args.json:
+        print(json.dumps(result.to_dict()), flush=True)
+    elif not result.ok:
+        print(f"ERROR {result.error}", flush=True)
+    else:
+        answer = (f"not sure: {result.ranked[0][0]} or {result.ranked[1][0]}" if result.unsure
+                  else result.label)
+        print(f"{result.video}: {answer} {result.confidence:.3f} ({len(result.times)} frames at {result.fps:g} "
+              f"per second)", flush=True)
+        for segment in result.segments:
+            print(f"  {segment.text()} ({segment.confidence:.3f})", flush=True)
+    return not result.ok
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -344,14 +396,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="classify image files or folders")
-    p.add_argument("images", nargs="+")
+    p = sub.add_parser("predict", help="classify image or video files, or folders of them")
+    p.add_argument("images", nargs="+", help="photos, videos (.mp4 .m4v .mov .webm .mkv .avi) or folders")
     p.add_argument("--weights", default="default", help="checkpoint name in weights/ or path")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--top", type=int, default=3, help="labels shown per image")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flip + crops)")
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                    help="inference engine (auto: ONNX Runtime when a verified export exists)")
+    p.add_argument("--fps", type=float, default=VIDEO_FPS,
+                   help=f"video frames classified per second of video (default {VIDEO_FPS:g})")
+    p.add_argument("--min-segment", type=float, default=VIDEO_MIN_SEGMENT,
+                   help=f"seconds a video's answer must hold to start a new segment (default {VIDEO_MIN_SEGMENT:g})")
+    p.add_argument("--save", metavar="DIR", help="write <video>.frames.csv, .segments.csv and .json here")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on its hold-out (or all labelled images)")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+VIDEO_FPS = 2.0  # video frames classified per second of video (CLI --fps, the app's slider)
+VIDEO_MIN_SEGMENT = 5.0  # seconds a video's answer must hold to start a new segment
+
 
 @dataclass
 class AugmentConfig:

@@ -15,3 +15,7 @@ class DataError(DanceError):
 
 class CheckpointError(DanceError):
     """A weights file or sidecar that cannot be loaded."""
+
+
+class VideoError(DanceError):
+    """A video file or upload that cannot be decoded safely or is beyond the limits."""
