@@ -177,9 +177,9 @@ def _predict_video(predictor, path: Path, args: argparse.Namespace) -> bool:
     elif not result.ok:
         print(f"ERROR {result.error}", flush=True)
     else:
-        answer = (f"not sure: {result.ranked[0][0]} or {result.ranked[1][0]}" if result.unsure
-                  else result.label)
-        print(f"{result.video}: {answer} {result.confidence:.3f} ({len(result.times)} frames at {result.fps:g} "
+        answer = result.answer
+        label = f"not sure: {answer.ranked[0][0]} or {answer.ranked[1][0]}" if answer.unsure else answer.label
+        print(f"{result.video}: {label} {answer.confidence:.3f} ({len(result.times)} frames at {result.fps:g} "
               f"per second)", flush=True)
         for segment in result.segments:
             print(f"  {segment.text()} ({segment.confidence:.3f})", flush=True)

@@ -131,3 +131,25 @@ def image_size_figure(sizes: pd.DataFrame) -> go.Figure:
                       yaxis={"title": "height (px)", "type": "log", "tickvals": ticks},
                       margin={"t": 20, "b": 40, "l": 40, "r": 20})
     return fig
+
+
+def video_timeline_figure(times: Sequence[float], probs: np.ndarray, classes: Sequence[str],
+                          segments: Sequence[tuple[float, float, str]]) -> go.Figure:
+    """Class probabilities over a video's time (one line per class) with its segments as labelled bands."""
+    import plotly.express as px
+
+    palette = px.colors.qualitative.Plotly
+    colour = {name: palette[i % len(palette)] for i, name in enumerate(classes)}
+    fig = go.Figure()
+    for start, end, label in segments:
+        fig.add_vrect(x0=start, x1=end, fillcolor=colour.get(label, "#adb5bd"), opacity=0.12, line_width=0,
+                      annotation_text=label, annotation_position="top left")
+    probs = np.asarray(probs, dtype=float)
+    for i, name in enumerate(classes):
+        fig.add_trace(go.Scatter(x=list(times), y=probs[:, i] if len(probs) else [], mode="lines", name=name,
+                                 line={"color": colour[name], "width": 2},
+                                 hovertemplate=f"{name}: %{{y:.1%}} at %{{x:.1f}} s<extra></extra>"))
+    fig.update_layout(height=320, margin={"t": 30, "b": 10, "l": 10, "r": 10}, hovermode="x unified",
+                      xaxis={"title": "seconds"}, yaxis={"range": [0, 1.05], "tickformat": ".0%", "title": None},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig

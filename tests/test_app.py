@@ -514,3 +514,37 @@ def test_label_issues_page_reads_runs_dir_and_saves_corrections_there(weights, s
     assert not at.exception, at.exception
     saved = (tmp_path / "runs" / "label_corrections.csv").read_text().splitlines()
     assert saved[0].startswith("Image,given,action") and saved[1].startswith(f"{paths[5].name},{SYNTH_CLASSES[given[5]]},keep")
+
+
+def test_video_upload_on_predict_reads_as_segments_with_frames_and_downloads(weights, tmp_path):
+    from test_video import write_video
+
+    from dance.ui.widgets import md_escape
+
+    clip = write_video(tmp_path / "clip.mp4", [("square", 6), ("stripes", 6)]).read_bytes()
+    at = app_at("predict")
+    at.number_input(key="predict_video_min_segment").set_value(2.0)
+    uploader = at.file_uploader(key="predict_video_upload")
+    uploader.upload("recital [1].mp4", clip, "video/mp4")
+    uploader.upload("notes.mp4", b"this is text, not a video", "video/mp4")
+    at.run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == ["notes.mp4: not a video file (no MP4, MOV, WebM, MKV or AVI container "
+                                           "found)."]
+    [heading] = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert heading.startswith(f"### {md_escape('recital [1].mp4')}: ")
+    table = [d.value for d in at.dataframe if "answer" in d.value.columns][-1]
+    assert list(table["label"]) == ["square", "stripes"]
+    change = table.loc[1, "start_clock"]
+    assert change in ("0:05", "0:06")
+    [segments] = [m.value for m in at.markdown if m.value.startswith("**Segments:**")]
+    assert segments == "**Segments:** " + md_escape(f"0:00–{change} square, {change}–0:12 stripes")
+    timeline = chart(at, "predict_video_timeline_0")
+    assert [t["name"] for t in timeline["data"]] == SYNTH_CLASSES and len(timeline["data"][0]["x"]) == 24
+    plain = captions(at)
+    assert len(plain) == 6 and all(" · square " in c for c in plain[:3]) and all(" · stripes " in c for c in plain[3:])
+    at.toggle(key="predict_video_cam_0").set_value(True).run()
+    assert not at.exception, at.exception
+    assert [c.split(" · ")[0] for c in captions(at)] == ["Grad-CAM square"] * 3 + ["Grad-CAM stripes"] * 3
+    downloads = [b.label for b in at.get("download_button")]
+    assert downloads[-3:] == ["Frames CSV", "Segments CSV", "JSON"]

@@ -173,7 +173,7 @@ def test_one_bad_video_never_costs_the_others_their_answers(tmp_path, predictor)
     results = predict_videos(predictor, sources, fps=2)
     assert [r.ok for r in results] == [False] * (len(sources) - 1) + [True]
     assert all(Path(r.video).name in r.error for r in results[:-1])
-    assert results[-1].label == "square"
+    assert results[-1].answer.label == "square"
 
 
 def test_sampling_rate_out_of_range_is_refused(two_part):
@@ -234,7 +234,7 @@ def test_recital_of_two_dance_forms_reads_as_two_segments_with_the_shipped_model
     result = predict_video(shipped, clip, fps=2, min_segment=2)
     assert [s.label for s in result.segments] == ["bharatanatyam", "kathakali"]
     assert abs(result.segments[0].end - 8.0) <= 0.5
-    assert result.label == "bharatanatyam" and not result.unsure
+    assert result.answer.label == "bharatanatyam" and not result.answer.unsure
     assert result.summary().startswith("0:00–0:0") and result.summary().endswith("–0:12 kathakali")
 
 
@@ -242,7 +242,7 @@ def test_overall_answer_is_the_mean_log_probability_and_follows_the_temperature(
     clip = write_video(tmp_path / "mostly.mkv", [("stripes", 8), ("square", 4)])
     plain = Predictor.load(tiny_checkpoint, backend="torch")
     result = predict_video(plain, clip, fps=2)
-    assert result.label == "stripes"
+    assert result.answer.label == "stripes"
     expected = np.exp(np.log(result.probs).mean(0))
     assert np.allclose(list(result.overall.values()), expected / expected.sum())
     hot = Predictor.load(tiny_checkpoint, backend="torch")
@@ -250,14 +250,14 @@ def test_overall_answer_is_the_mean_log_probability_and_follows_the_temperature(
     warm = predict_video(hot, clip, fps=2)
     softened = np.array(list(result.overall.values())) ** 0.5  # softmax(mean z / 2) from softmax(mean z)
     assert np.allclose(list(warm.overall.values()), softened / softened.sum(), atol=1e-6)
-    assert warm.confidence < result.confidence
+    assert warm.answer.confidence < result.answer.confidence
 
 
 def test_not_sure_follows_the_checkpoint_threshold(two_part, tiny_checkpoint):
     strict = Predictor.load(tiny_checkpoint, backend="torch")
     strict.ckpt.meta["unsure_threshold"] = 0.999999
     result = predict_video(strict, two_part, fps=1)
-    assert result.unsure and all(s.unsure for s in result.segments)
+    assert result.answer.unsure and all(s.unsure for s in result.segments)
     assert result.segments[0].answer.startswith("not sure: ")
 
 
@@ -283,7 +283,7 @@ def test_csv_and_json_hold_every_frame_and_segment(two_part, predictor):
     segments = result.segments_csv().splitlines()
     assert len(segments) == 1 + 2 and segments[1].split(",")[6] == "square"
     data = json.loads(result.to_json())
-    assert data["label"] == result.label and len(data["frames"]) == 12
+    assert data["label"] == result.answer.label and len(data["frames"]) == 12
     assert [s["label"] for s in data["segments"]] == ["square", "stripes"]
 
 

@@ -11,6 +11,7 @@ long 1080p clip never holds more than the frame being decoded and the one being 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -157,15 +158,22 @@ def _check_info(info: VideoInfo, limits: VideoLimits) -> None:
                              f"{clock(limits.max_duration)} limit.")
 
 
-def probe(source: VideoSource, name: str | None = None, limits: VideoLimits = VideoLimits()) -> VideoInfo:
-    """Check a video file without decoding frames; raises VideoError with one sentence."""
+@contextlib.contextmanager
+def _opened(source: VideoSource, name: str | None, limits: VideoLimits):
+    """(container, first video stream, VideoInfo) of a file that passed every check; closed on exit."""
     path = Path(source)
     name = name or path.name
     _check_file(path, name, limits)
     with _open(path, name) as container:
-        _, info = _stream_info(container, name)
-    _check_info(info, limits)
-    return info
+        stream, info = _stream_info(container, name)
+        _check_info(info, limits)
+        yield container, stream, info
+
+
+def probe(source: VideoSource, name: str | None = None, limits: VideoLimits = VideoLimits()) -> VideoInfo:
+    """Check a video file without decoding frames; raises VideoError with one sentence."""
+    with _opened(source, name, limits) as (_, _, info):
+        return info
 
 
 def _scaled(width: int, height: int, side: int) -> tuple[int, int]:
@@ -183,15 +191,16 @@ def sample_frames(source: VideoSource, fps: float = DEFAULT_FPS, name: str | Non
     """
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= 60):
         raise VideoError(f"sampling rate {fps!r} frames per second is not between 0 and 60.")
-    path = Path(source)
-    name = name or path.name
-    _check_file(path, name, limits)
-    with _open(path, name) as container:
-        stream, info = _stream_info(container, name)
-        _check_info(info, limits)
+    with _opened(source, name, limits) as (container, stream, info):
         stream.thread_type = "AUTO"  # frame threads: decoding is most of the cost
-        size = _scaled(info.width, info.height, side)
-        yield from _sample(container, stream, info, fps, size, limits)
+        yield from _sample(container, stream, info, fps, _scaled(info.width, info.height, side), limits)
+
+
+def _timing(stream, info: VideoInfo) -> tuple[Fraction, float, float]:
+    """(stream time base, start time in seconds, frame interval in seconds) for seeking and frame times."""
+    base = stream.time_base or Fraction(1, av.time_base)
+    start = float(stream.start_time * base) if stream.start_time is not None else 0.0
+    return base, start, 1.0 / (info.fps or 1000.0)
 
 
 def _frame_time(frame, stream, start: float) -> float | None:
@@ -205,9 +214,7 @@ def _sample(container, stream, info: VideoInfo, fps: float, size: tuple[int, int
             limits: VideoLimits) -> Iterator[Frame]:
     """The sampling loop of `sample_frames` (the container is open and checked)."""
     name = info.name
-    base = stream.time_base or Fraction(1, av.time_base)
-    start = float(stream.start_time * base) if stream.start_time is not None else 0.0
-    step = 1.0 / (info.fps or 1000.0)
+    base, start, step = _timing(stream, info)
     frames = iter(())
     last = -math.inf  # time of the last decoded frame
     seek_gap = MIN_SEEK_GAP  # grows to the keyframe spacing once a seek lands no further than we already were
@@ -258,16 +265,9 @@ def _sample(container, stream, info: VideoInfo, fps: float, size: tuple[int, int
 def frames_at(source: VideoSource, times: list[float], name: str | None = None,
               limits: VideoLimits = VideoLimits(), side: int = FRAME_SIDE) -> Iterator[Frame]:
     """The frames nearest at or after each of `times` (seconds), each reached by a seek: thumbnails of a result."""
-    path = Path(source)
-    name = name or path.name
-    _check_file(path, name, limits)
-    with _open(path, name) as container:
-        stream, info = _stream_info(container, name)
-        _check_info(info, limits)
-        base = stream.time_base or Fraction(1, av.time_base)
-        start = float(stream.start_time * base) if stream.start_time is not None else 0.0
+    with _opened(source, name, limits) as (container, stream, info):
+        base, start, step = _timing(stream, info)
         size = _scaled(info.width, info.height, side)
-        step = 1.0 / (info.fps or 1000.0)
         for index, target in enumerate(times):
             try:
                 container.seek(int((target + start) / base), stream=stream, backward=True, any_frame=False)
@@ -277,4 +277,4 @@ def frames_at(source: VideoSource, times: list[float], name: str | None = None,
                         yield Frame(index, max(t, 0.0), frame.to_image(width=size[0], height=size[1]))
                         break
             except (av.FFmpegError, OverflowError, ValueError, MemoryError):
-                raise VideoError(f"{name}: the frame at {clock(target)} cannot be decoded.") from None
+                raise VideoError(f"{info.name}: the frame at {clock(target)} cannot be decoded.") from None

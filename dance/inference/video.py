@@ -22,7 +22,7 @@ import numpy as np
 from dance.config import VIDEO_MIN_SEGMENT
 from dance.data.video import DEFAULT_FPS, VideoLimits, VideoSource, clock, probe, sample_frames
 from dance.errors import VideoError
-from dance.inference.predict import Predictor
+from dance.inference.predict import ImagePrediction, Predictor
 
 BATCH = 8  # frames classified together: a few frames in memory, most of the batching speed-up
 SMOOTH_SECONDS = 3.0  # moving-average window of the segmenter
@@ -96,24 +96,9 @@ class VideoPrediction:
         return dict(zip(self.classes, map(float, pool(self.probs)))) if self.ok else {}
 
     @property
-    def ranked(self) -> list[tuple[str, float]]:
-        """(class, probability) of the whole clip, most likely first."""
-        return sorted(self.overall.items(), key=lambda kv: kv[1], reverse=True)
-
-    @property
-    def label(self) -> str | None:
-        """The clip's most likely class."""
-        return self.ranked[0][0] if self.ok else None
-
-    @property
-    def confidence(self) -> float | None:
-        """Its probability."""
-        return self.ranked[0][1] if self.ok else None
-
-    @property
-    def unsure(self) -> bool:
-        """True when the clip's top probability is below the 'not sure' threshold (as for photos)."""
-        return self.ok and self.confidence < self.threshold
+    def answer(self) -> ImagePrediction:
+        """The clip's answer in the photos' form: label, confidence, ranked, unsure ('not sure' as for photos)."""
+        return ImagePrediction(self.video, self.overall, self.error, self.threshold)
 
     def summary(self) -> str:
         """'0:00–1:40 bharatanatyam, 1:40–3:05 kuchipudi'."""
@@ -145,8 +130,9 @@ class VideoPrediction:
         """The JSON form (`dance predict clip.mp4 --json`): overall answer, segments and (optionally) frames."""
         if not self.ok:
             return {"video": self.video, "error": self.error}
-        out = {"video": self.video, "label": self.label, "confidence": self.confidence, "unsure": self.unsure,
-               "probs": self.overall, "duration": round(self.duration, 3), "fps": self.fps,
+        answer = self.answer
+        out = {"video": self.video, "label": answer.label, "confidence": answer.confidence, "unsure": answer.unsure,
+               "probs": answer.probs, "duration": round(self.duration, 3), "fps": self.fps,
                "summary": self.summary(), "segments": self.segment_rows()}
         if frames:
             out["frames"] = self.frame_rows()

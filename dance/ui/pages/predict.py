@@ -26,6 +26,7 @@ from dance.ui.cache import (
     list_checkpoints,
     load_with_fallback,
 )
+from dance.ui.video_section import render_video_section
 from dance.ui.widgets import card_frame, checkpoint_picker, data_dir_or_error, md_escape, model_card, page_errors
 
 ACCEPTED = ("jpg", "jpeg", "png", "webp", "bmp")
@@ -284,6 +285,7 @@ def render() -> None:
             st.warning(warning)
         _show_card(predictor)
         items = _inputs(folder)
+        render_video_section(predictor, used)  # dance/ui/video_section.py
         if folder is not None and st.session_state.get(f"{TESTSET_KEY}_on"):
             _test_set(folder, predictor, used, tta)
         if not items:
