@@ -9,5 +9,6 @@ st.navigation([
     st.Page("dance/ui/pages/label_issues.py", title="Label issues", icon=":material/rule:"),
     st.Page("dance/ui/pages/augment.py", title="Augmentation preview", icon=":material/auto_awesome:"),
     st.Page("dance/ui/pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("dance/ui/pages/your_data.py", title="Your data", icon=":material/add_photo_alternate:"),
     st.Page("dance/ui/pages/dataset.py", title="Data set", icon=":material/photo_library:"),
 ]).run()
