@@ -243,3 +243,26 @@ def test_bad_bundles_are_refused_with_their_reason(tiny_checkpoint, user_data, t
             bundle.import_bundle(make_zip(entries), display="b.zip")
         assert str(caught.value).startswith("b.zip: ") and expected in str(caught.value), case
     assert not weights.exists() or list(weights.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def test_cli_data_import_list_and_bundle_round_trip(tiny_checkpoint, user_data, tmp_path, capsys):
+    from dance.cli import main
+
+    archive_file = tmp_path / "set.zip"
+    archive_file.write_bytes(class_zip(per_class=3))
+    assert main(["data", "import", str(archive_file), "--name", "myset"]) == 0
+    out = capsys.readouterr().out
+    assert f"as {user_data / 'myset'}: 6 images that pass (circle 3, stripes 3)" in out
+    assert main(["data", "import", str(archive_file), "--name", "myset"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["data", "list"]) == 0
+    assert capsys.readouterr().out.startswith("myset\tcircle 3, stripes 3\tzip set.zip (folders)")
+    out_zip = tmp_path / "tiny.zip"
+    assert main(["bundle", "export", str(tiny_checkpoint), "--output", str(out_zip)]) == 0
+    assert main(["bundle", "import", str(out_zip), "--name", "copy"]) == 0
+    assert checkpoint.load(tmp_path / "weights" / "copy").classes == checkpoint.load(tiny_checkpoint).classes
+    assert main(["bundle", "import", str(archive_file)]) == 2
+    assert "does not belong in a checkpoint bundle" in capsys.readouterr().err
