@@ -102,7 +102,8 @@ def _untrained_checkpoint(name: str, folder: Path) -> checkpoint.Checkpoint:
 
 def model_latency(ckpt: checkpoint.Checkpoint, runs: int, batch_runs: int, batch: int = 32) -> list[dict]:
     """Batch-1 latency and batch-`batch` throughput for eager torch, inference_mode + channels_last and ORT."""
-    from dance.models.export import OnnxSession, export_onnx
+    from dance.models.export import export_onnx
+    from dance.models.onnx_session import OnnxSession
 
     size = ckpt.image_size
     model = ckpt.model.eval()
@@ -161,20 +162,31 @@ def typical_photo(data_dir: Path | None) -> tuple[str, bytes]:
 
 def end_to_end(ckpt: checkpoint.Checkpoint, photo: tuple[str, bytes], runs: int) -> list[dict]:
     """Predictor.predict on JPEG bytes (decode + resize + model + softmax), per backend."""
-    from dance.inference.predict import Predictor
+    from dance.inference import serving
+    from dance.models.export import export_onnx
 
     rows = []
     name, data = photo
+    if backend_needs_export(ckpt):
+        export_onnx(ckpt)
     for backend in ("torch", "onnx"):
-        predictor = Predictor(ckpt, backend=backend)
+        predictor = serving.from_checkpoint(ckpt) if backend == "torch" else serving.load(ckpt.path, backend="onnx")
         timing = time_calls(lambda: predictor.predict([(name, data)]), runs)
         rows.append({"backend": backend, "median_ms": timing.median_ms, "p95_ms": timing.p95_ms})
     return rows
 
 
+def backend_needs_export(ckpt: checkpoint.Checkpoint) -> bool:
+    """Whether the checkpoint ships no verified fp32 ONNX file yet (bench checkpoints are made on the fly)."""
+    from dance.models.onnx_session import recorded
+
+    return recorded(checkpoint.read_sidecar(ckpt.path), "fp32") is None
+
+
 def decode_costs(photo: tuple[str, bytes], runs: int) -> dict:
     """Time of each preprocessing step for one photo: decode, resize to the cache side, tensor transform."""
-    from dance.data.images import load_image, resize_shorter, to_uint8_tensor
+    from dance.data.images import load_image, resize_shorter
+    from dance.data.tensors import to_uint8_tensor
     from dance.models.preprocess import build_eval_transform
 
     name, data = photo
@@ -518,7 +530,7 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
                       "has rendered; upload "
                       f"= `{photo[0]}` set on the file input until its probability is shown.", "",
                       "| start | start to first page s | upload to shown prediction s |", "|---|---|---|"]
-            for attempt in ("first (may export ONNX into the cache)", "second (cache warm)"):
+            for attempt in ("first", "second (file cache warm)"):
                 try:
                     a = app_timings(photo, weights_dir=weights_dir)
                     lines.append(f"| {attempt} | {a['first_page_s']:.2f} | {a['upload_to_prediction_s']:.2f} |")
@@ -528,9 +540,8 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
     lines += ["## Notes", "",
               "- Quick check in seconds: `python -m bench.speed --runs 20 --batch-runs 2 --models seed-cnn "
               "--no-train --output -`.",
-              "- `Predictor(backend=\"auto\")` (the CLI's and the app's default) runs ONNX Runtime when an export of "
-              "exactly these weights exists (`<checkpoint>.onnx` from `dance export --onnx`, or the per-user cache "
-              "`~/.cache/dance/onnx/<sha1>.onnx`, filled on first load of a checkpoint in weights/), else torch.",
+              "- `dance.inference.serving.load` (the CLI's and the app's default) runs the ONNX file shipped beside the "
+              "checkpoint (int8 first) when its SHA-256 matches the sidecar, without importing torch; else torch.",
               "- GPU figures (H200: training time, utilisation, the input pipelines on CUDA) are in `bench/speed-gpu.md`,"
               " from `bench/gpu_bench.sh` and `bench/gpu_speed.sh`.", ""]
     return "\n".join(lines) + "\n"

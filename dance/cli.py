@@ -116,9 +116,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Top-k labels per image, the answer and segments per video; JSON lines with --json; exit 1 if any failed."""
     from dance.data.video import is_video_path
-    from dance.inference.predict import Predictor, image_files
+    from dance.inference import serving
+    from dance.inference.predict import image_files
 
-    predictor = Predictor.load(args.weights, tta=args.tta, backend=args.backend)
+    predictor = serving.load(args.weights, tta=args.tta, backend=args.backend, precision=args.precision)
+    for note in predictor.notes:
+        print(f"note: {note}", file=sys.stderr)
     failed = False
     files: list[Path] = []
     for entry in map(Path, args.images):  # in the order given; photos between videos are predicted together
@@ -190,13 +193,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Write the HackerEarth submission CSV (Image,target) for test.csv."""
     from dance.data.labels import load_unlabelled
     from dance.fileio import atomic_write_bytes
-    from dance.inference.predict import Predictor
+    from dance.inference import serving
     from dance.inference.submission import submission_csv
     from dance.paths import find_data_dir
 
     folder = find_data_dir(args.data)
     paths = load_unlabelled(folder)
-    predictor = Predictor.load(args.weights, tta=args.tta)
+    predictor = serving.load(args.weights, tta=args.tta, precision=args.precision)
+    for note in predictor.notes:
+        print(f"note: {note}", file=sys.stderr)
     preds = predictor.predict(paths)
     bad = [p for p in preds if not p.ok]
     for p in bad:
@@ -337,13 +342,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                             f"{ckpt.name}'s ({', '.join(ckpt.classes)}).")
         source = f"out-of-fold: {args.oof}"
     else:
+        from dance.inference import serving
         from dance.inference.assess import evaluate_checkpoint
-        from dance.inference.predict import Predictor
 
         # Fit on raw probabilities: drop any earlier calibration rather than stacking a new one on it.
         meta = {k: v for k, v in ckpt.meta.items() if k not in ("calibration", "unsure_threshold")}
         raw = checkpoint.Checkpoint(ckpt.path, ckpt.model, ckpt.spec, meta)
-        preds, source = evaluate_checkpoint(ckpt.path, args.data, "holdout", predictor=Predictor(raw))
+        preds, source = evaluate_checkpoint(ckpt.path, args.data, "holdout", predictor=serving.from_checkpoint(raw))
     result = calibrate(preds, source, target_accuracy=args.target_accuracy, bins=args.bins)
     print(f"{source}: {result.count} images")
     print(f"temperature {result.temperature:.3f}  ECE {result.ece_before:.4f} -> {result.ece_after:.4f}"
@@ -439,6 +444,12 @@ def cmd_bundle_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _precision_option(parser: argparse.ArgumentParser) -> None:
+    """--precision for the commands that serve a model."""
+    parser.add_argument("--precision", choices=("int8", "fp32"), default=None,
+                        help="ONNX model to run (default: int8 when the checkpoint ships one, else fp32)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command (reusable by other tools)."""
     parser = argparse.ArgumentParser(prog="dance", description="Classify photos of Indian classical dance forms.")
@@ -461,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="labels shown per image")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flip + crops)")
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
-                   help="inference engine (auto: ONNX Runtime when a verified export exists)")
+                   help="inference engine (auto: the shipped ONNX model without torch when its hash checks out)")
+    _precision_option(p)
     p.add_argument("--fps", type=float, default=VIDEO_FPS,
                    help=f"video frames classified per second of video (default {VIDEO_FPS:g})")
     p.add_argument("--min-segment", type=float, default=VIDEO_MIN_SEGMENT,
@@ -482,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="default")
     p.add_argument("--output", default="submission.csv")
     p.add_argument("--tta", action="store_true")
+    _precision_option(p)
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("cv", help="k-fold cross-validation, split by source image")

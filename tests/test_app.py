@@ -13,8 +13,9 @@ import pytest
 from conftest import SYNTH_CLASSES, make_dataset, synthetic_image
 from PIL import Image
 
+from dance.inference import serving
 from dance.inference.assess import evaluate_checkpoint
-from dance.inference.predict import ImagePrediction, Predictor
+from dance.inference.predict import ImagePrediction
 from dance.models import checkpoint
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -27,7 +28,7 @@ def weights(tiny_checkpoint, tmp_path, monkeypatch, synth_data) -> Path:
     """A temp weights folder whose default is the tiny checkpoint (DANCE_WEIGHTS_DIR), and an empty runs folder."""
     folder = tmp_path / "weights"
     folder.mkdir()
-    for suffix in (".json", ".safetensors"):
+    for suffix in (".json", ".safetensors", ".onnx"):
         shutil.copy(tiny_checkpoint.with_suffix(suffix), folder / f"default{suffix}")
     monkeypatch.setenv("DANCE_WEIGHTS_DIR", str(folder))
     monkeypatch.setenv("DANCE_DATA", str(synth_data))
@@ -127,7 +128,7 @@ def test_upload_predicts_and_bad_files_get_their_own_error(weights):
     at.run()
     assert not at.exception, at.exception
 
-    expected = Predictor(checkpoint.load(weights / "default")).predict([("good.png", good)])[0]
+    expected = serving.load(weights / "default").predict([("good.png", good)])[0]
     errors = [e.value for e in at.error]
     assert len(errors) == 3
     assert errors[0].startswith("not-an-image.jpg:")
@@ -149,7 +150,7 @@ def test_tta_toggle_changes_nothing_but_the_probabilities(weights):
     at.file_uploader[0].upload("a.png", img, "image/png")
     at.toggle(key="predict_tta").set_value(True)
     at.run()
-    expected = Predictor(checkpoint.load(weights / "default")).predict([("a.png", img)], tta=True)[0]
+    expected = serving.load(weights / "default").predict([("a.png", img)], tta=True)[0]
     assert f"confidence {expected.confidence:.1%}" in [c.value for c in at.caption]
 
 
@@ -386,7 +387,7 @@ def test_grad_cam_toggle_adds_an_overlay_for_the_chosen_class(weights):
     assert captions(at) == ["a.png"]
     at.toggle(key="predict_cam").set_value(True).run()
     assert not at.exception, at.exception
-    predictor = Predictor(checkpoint.load(weights / "default"))
+    predictor = serving.load(weights / "default")
     label = predictor.predict([("a.png", img)])[0].label
     _, _, prob = explain(predictor, thumbnail(load_image(img, "a.png"), 448), label)
     assert captions(at) == ["a.png", f"Grad-CAM: where the model sees {label} ({prob:.1%})"]
@@ -468,7 +469,7 @@ def test_test_folder_action_classifies_every_test_csv_row(weights, synth_data):
     at.button(key="predict_testset_btn").click().run()
     assert not at.exception, at.exception
     paths = load_unlabelled(synth_data)
-    expected = Predictor(checkpoint.load(weights / "default")).predict([(p.name, str(p)) for p in paths])
+    expected = serving.load(weights / "default").predict([(p.name, str(p)) for p in paths])
     table = frame_with(at, RESULT_COLUMNS)  # the only results table: nothing was uploaded
     assert table["image"].tolist() == [p.name for p in paths]
     assert table["label"].tolist() == [p.label for p in expected]

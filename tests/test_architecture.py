@@ -18,10 +18,10 @@ def lint(root: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_the_layers_and_the_streamlit_rule_hold():
+def test_the_layers_the_streamlit_rule_and_the_torch_free_serving_hold():
     result = lint(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
 def test_an_upward_import_breaks_the_layers_contract(tmp_path):
@@ -40,3 +40,11 @@ def test_streamlit_outside_the_ui_breaks_its_contract(tmp_path):
     plots.write_text(plots.read_text() + "\nimport streamlit\n")
     result = lint(tmp_path)
     assert result.returncode != 0 and "Streamlit only in the UI BROKEN" in result.stdout
+
+
+def test_torch_in_a_serving_module_breaks_its_contract(tmp_path):
+    shutil.copytree(ROOT / "dance", tmp_path / "dance", ignore=shutil.ignore_patterns("__pycache__"))
+    sidecar = tmp_path / "dance" / "models" / "sidecar.py"
+    sidecar.write_text(sidecar.read_text() + "\nfrom dance.models import registry  # pulls in torch\n")
+    result = lint(tmp_path)
+    assert result.returncode != 0 and "Serving modules never import torch BROKEN" in result.stdout

@@ -21,8 +21,7 @@ import pytest
 from bench.speed import stop_process
 from dance import paths
 from dance.data.labels import load_unlabelled
-from dance.inference.predict import Predictor
-from dance.models import checkpoint
+from dance.inference import serving
 from dance.paths import find_data_dir
 
 pytestmark = pytest.mark.browser
@@ -135,7 +134,7 @@ def test_augment_train_and_data_set_pages_open(server, page):
 
 def test_upload_on_predict_shows_the_models_label(server, page):
     image = load_unlabelled(find_data_dir(None))[0]
-    expected = Predictor(checkpoint.load(_weights_dir() / "default")).predict([image])[0]
+    expected = serving.load(_weights_dir() / "default").predict([image])[0]
     open_page(page, server, "", "Predict")
     screenshot(page, "predict")
     page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(str(image))

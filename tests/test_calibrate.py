@@ -84,7 +84,7 @@ def test_threshold_is_lowest_reaching_target():
 def test_calibrate_stores_temperature_and_threshold_in_sidecar(tiny_checkpoint, tmp_path):
     import shutil
 
-    from dance.inference.predict import Predictor
+    from dance.inference import serving
     from dance.models import checkpoint
 
     stem = tmp_path / "copy"
@@ -96,7 +96,7 @@ def test_calibrate_stores_temperature_and_threshold_in_sidecar(tiny_checkpoint, 
     assert result.temperature > 1.5 and result.ece_after < result.ece_before
     assert result.answered_accuracy >= 0.9 and 0 < result.coverage < 1
     cal.save_calibration(stem, result)
-    predictor = Predictor(checkpoint.load(stem))
+    predictor = serving.from_checkpoint(checkpoint.load(stem))
     assert predictor.temperature == pytest.approx(result.temperature)
     assert predictor.threshold == pytest.approx(result.unsure_threshold)
     assert predictor.ckpt.meta["calibration"]["source"] == "synthetic"

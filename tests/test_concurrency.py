@@ -10,7 +10,7 @@ import pytest
 from test_robustness import BAD, GOOD
 
 from dance.data.images import load_image
-from dance.inference.predict import Predictor
+from dance.inference import serving
 
 THREADS = 8
 
@@ -29,7 +29,7 @@ def run_together(fn, count: int = THREADS):
 
 @pytest.fixture(scope="module")
 def predictor(tiny_checkpoint):
-    return Predictor.load(tiny_checkpoint)
+    return serving.load(tiny_checkpoint, backend="torch")
 
 
 @pytest.fixture(scope="module")

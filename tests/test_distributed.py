@@ -19,7 +19,7 @@ import numpy as np
 from conftest import make_dataset
 
 from dance.config import AugmentConfig, TrainConfig
-from dance.inference.predict import Predictor
+from dance.inference import serving
 from dance.models import checkpoint
 from dance.training.train import train
 
@@ -58,8 +58,8 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     # the all-reduced training loss falls as the single-process one does
     assert ddp_meta["history"][-1]["train_loss"] < ddp_meta["history"][0]["train_loss"]
 
-    ddp_model = Predictor(checkpoint.load(tmp_path / "ddp"), backend="torch")
-    single_model = Predictor(checkpoint.load(single.checkpoint), backend="torch")
+    ddp_model = serving.from_checkpoint(checkpoint.load(tmp_path / "ddp"))
+    single_model = serving.from_checkpoint(checkpoint.load(single.checkpoint))
     images = [data / "train" / name for name in single_meta["split"]["val_images"]]
     ddp_probs = np.array([[p.probs[c] for c in ddp_model.classes] for p in ddp_model.predict(images)])
     single_probs = np.array([[p.probs[c] for c in single_model.classes] for p in single_model.predict(images)])

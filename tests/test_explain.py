@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from dance.errors import CheckpointError
-from dance.inference import explain
+from dance.inference import explain, serving
 from dance.inference.predict import Predictor
 from dance.models.checkpoint import Checkpoint
 from dance.models.registry import REGISTRY, Classifier, get_spec
@@ -52,11 +52,11 @@ def train_square_predictor() -> Predictor:
     classes = list(COLOURS)
     model = small_classifier(len(classes))
     meta = {"arch": "seed-cnn-bn", "classes": classes, "image_size": SIZE, "mean": [0.0] * 3, "std": [1.0] * 3}
-    predictor = Predictor(Checkpoint(Path("squares"), model, get_spec("seed-cnn-bn"), meta), backend="torch")
+    predictor = serving.from_checkpoint(Checkpoint(Path("squares"), model, get_spec("seed-cnn-bn"), meta))
     images, labels = [], []
     for i in range(48):
         img, _ = square_image(classes[i % 3], rng)
-        images.append(predictor.preprocess(img))
+        images.append(torch.from_numpy(predictor.preprocess(img)))
         labels.append(i % 3)
     x, y = torch.stack(images), torch.tensor(labels)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -1,35 +1,27 @@
-"""ONNX export: numerically equal to torch on real images, chosen only for exactly the weights it came from."""
+"""ONNX export and serving: equal to torch on real images, shipped beside the checkpoint, refused when tampered."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 from dance import paths
 from dance.cli import main
 from dance.errors import CheckpointError
-from dance.inference.predict import Predictor
-from dance.models import checkpoint, export
-
-ROOT = Path(__file__).resolve().parents[1]
+from dance.inference import serving
+from dance.models import checkpoint, export, onnx_session
 
 
-@pytest.fixture()
-def isolated_cache(tmp_path, monkeypatch) -> Path:
-    """Exports cached under tmp, never in the user's home."""
-    monkeypatch.setenv("DANCE_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "onnx"
-
-
-def copy_checkpoint(stem: Path, folder: Path) -> Path:
-    """Copy a checkpoint's .safetensors and .json into `folder`; returns the new stem."""
+def copy_checkpoint(stem: Path, folder: Path, suffixes=(".safetensors", ".json", ".onnx")) -> Path:
+    """Copy a checkpoint's files into `folder`; returns the new stem."""
     folder.mkdir(parents=True, exist_ok=True)
-    for suffix in (".safetensors", ".json"):
+    for suffix in suffixes:
         shutil.copy2(stem.with_suffix(suffix), folder / (stem.name + suffix))
     return folder / stem.name
 
@@ -48,103 +40,79 @@ def max_difference(a, b) -> float:
 
 
 def checkpoints_to_check() -> list[str]:
-    """The tiny test checkpoint always; the shipped one when it has been trained."""
-    names = ["tiny"]
-    if (paths.WEIGHTS_DIR / "default.safetensors").is_file():
-        names.append("default")
-    return names
+    """The tiny test checkpoint always; the shipped ones when their ONNX files are there."""
+    return ["tiny"] + [n for n in ("default", "large") if (paths.WEIGHTS_DIR / f"{n}.onnx").is_file()]
 
 
 @pytest.mark.parametrize("which", checkpoints_to_check())
-def test_onnx_probabilities_match_torch_on_real_images(which, tiny_checkpoint, real_data, tmp_path, isolated_cache):
-    source = tiny_checkpoint if which == "tiny" else paths.WEIGHTS_DIR / "default"
-    stem = copy_checkpoint(source, tmp_path / "w")  # never write an .onnx beside a shared checkpoint
-    assert main(["export", "--onnx", "--weights", str(stem)]) == 0
-    assert stem.with_suffix(".onnx").is_file()
-    torch_pred = Predictor.load(stem, backend="torch")
-    onnx_pred = Predictor.load(stem, backend="auto")
-    assert (torch_pred.backend, onnx_pred.backend) == ("torch", "onnx")
+def test_shipped_onnx_matches_torch_on_real_images(which, tiny_checkpoint, real_data):
+    stem = tiny_checkpoint if which == "tiny" else paths.WEIGHTS_DIR / which
     images = real_images(real_data, 6)
-    # one batch of 6 through a graph exported with batch 1: the batch axis is dynamic
-    assert max_difference(torch_pred.predict(images), onnx_pred.predict(images)) <= 1e-4
-    assert max_difference(torch_pred.predict(images[:2], tta=True), onnx_pred.predict(images[:2], tta=True)) <= 1e-4
-    assert not isolated_cache.exists()  # the explicit export went beside the checkpoint, not into the cache
+    onnx_pred = serving.load(stem, backend="onnx", precision="fp32")
+    torch_pred = serving.load(stem, backend="torch")
+    assert (onnx_pred.backend, onnx_pred.precision, torch_pred.backend) == ("onnx", "fp32", "torch")
+    for tta in (False, True):
+        assert max_difference(onnx_pred.predict(images, tta=tta), torch_pred.predict(images, tta=tta)) < 1e-4
 
 
-def test_stale_or_corrupt_onnx_is_never_used(tiny_checkpoint, real_data, tmp_path, isolated_cache):
+def test_training_ships_a_verified_onnx_copy(tiny_checkpoint):
+    record = checkpoint.read_sidecar(tiny_checkpoint)["onnx"]["fp32"]
+    data = tiny_checkpoint.with_suffix(".onnx").read_bytes()
+    assert record["sha256"] == onnx_session.sha256_bytes(data)
+    assert record["max_prob_diff_vs_torch"] <= export.TOLERANCE
+    assert serving.load(tiny_checkpoint).backend == "onnx"
+
+
+def test_tampered_onnx_is_refused_and_torch_answers(tiny_checkpoint, real_data, tmp_path):
     stem = copy_checkpoint(tiny_checkpoint, tmp_path / "w")
-    assert Predictor.load(stem).backend == "torch"  # outside weights/, auto does not export on its own
-    export.export_onnx(checkpoint.load(stem))
-    assert Predictor.load(stem).backend == "onnx"
-
-    # retrain (here: perturb) the weights after the export: the .onnx no longer matches and is ignored
-    weights = stem.with_suffix(".safetensors")
-    state = load_file(weights)
-    key = next(k for k in state if k.startswith("head.") and k.endswith("bias"))
-    state[key] = state[key] + 1.0
-    save_file(state, weights)
-    stale = Predictor.load(stem)
-    assert stale.backend == "torch"
-    image = real_images(real_data, 1)
-    assert max_difference(stale.predict(image), Predictor.load(stem, backend="torch").predict(image)) == 0.0
-
-    stem.with_suffix(".onnx").write_bytes(b"not an onnx model")
-    assert Predictor.load(stem).backend == "torch"
-    with pytest.raises(CheckpointError, match="not a usable ONNX model"):
-        export.OnnxSession(stem.with_suffix(".onnx"))
-    # an explicit onnx backend re-exports into the cache instead of trusting the bad file
-    forced = Predictor.load(stem, backend="onnx")
-    assert forced.backend == "onnx"
-    assert [p.name for p in isolated_cache.iterdir()] == [export.weights_digest(forced.ckpt) + ".onnx"]
-    assert max_difference(forced.predict(image), stale.predict(image)) <= 1e-4
+    data = bytearray(stem.with_suffix(".onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stem.with_suffix(".onnx").write_bytes(bytes(data))
+    predictor = serving.load(stem)
+    assert predictor.backend == "torch"
+    assert len(predictor.notes) == 2 and "SHA-256 does not match" in predictor.notes[0]
+    assert predictor.notes[1] == "Using torch instead."
+    with pytest.raises(CheckpointError, match=r"tiny\.onnx: its SHA-256 does not match the one in tiny\.json"):
+        serving.load(stem, backend="onnx")
 
 
-def test_checkpoints_in_weights_dir_are_exported_once_into_the_cache(tiny_checkpoint, tmp_path, isolated_cache,
-                                                                     monkeypatch):
-    weights_dir = tmp_path / "weights"
-    stem = copy_checkpoint(tiny_checkpoint, weights_dir)
-    monkeypatch.setattr(paths, "WEIGHTS_DIR", weights_dir)
-    first = Predictor.load(stem)
-    assert first.backend == "onnx"
-    cached = list(isolated_cache.glob("*.onnx"))
-    assert len(cached) == 1 and not stem.with_suffix(".onnx").exists()  # weights/ itself stays untouched
-    mtime = cached[0].stat().st_mtime_ns
-    assert Predictor.load(stem).backend == "onnx"
-    assert cached[0].stat().st_mtime_ns == mtime  # the second load reuses the export
-
-
-def test_background_export_answers_with_torch_then_switches_to_onnx(tiny_checkpoint, real_data, tmp_path,
-                                                                    isolated_cache, monkeypatch):
-    weights_dir = tmp_path / "weights"
-    stem = copy_checkpoint(tiny_checkpoint, weights_dir)
-    monkeypatch.setattr(paths, "WEIGHTS_DIR", weights_dir)
-    release = __import__("threading").Event()
-    real_export = export.export_onnx
-    monkeypatch.setattr(export, "export_onnx", lambda *a, **k: (release.wait(30), real_export(*a, **k))[1])
-    predictor = Predictor(checkpoint.load(stem), background_export=True)
-    images = real_images(real_data, 3)
-    before = predictor.predict(images)
-    assert predictor.backend == "torch" and not list(isolated_cache.glob("*.onnx"))  # nothing blocked the caller
-    release.set()
-    predictor._export.join(60)
-    after = predictor.predict(images)
-    assert predictor.backend == "onnx" and len(list(isolated_cache.glob("*.onnx"))) == 1
-    assert max_difference(before, after) <= export.TOLERANCE
-    # a second predictor of the same weights finds the export at once
-    assert Predictor(checkpoint.load(stem), background_export=True).backend == "onnx"
-
-
-def test_background_exports_into_each_cache_folder_of_its_own(tiny_checkpoint, tmp_path, monkeypatch):
-    # a finished export of the same weights for another cache folder must not stand in for this one
-    ckpt = checkpoint.load(tiny_checkpoint)
-    for name in ("first", "second"):
-        monkeypatch.setenv("DANCE_CACHE", str(tmp_path / name))
-        export.export_in_background(ckpt).join(120)
-        assert len(list((tmp_path / name / "onnx").glob("*.onnx"))) == 1, name
-
-
-def test_export_refuses_a_mismatching_graph(tiny_checkpoint, tmp_path, monkeypatch, isolated_cache):
+def test_tampered_onnx_without_torch_is_one_clear_error(tiny_checkpoint, tmp_path, monkeypatch):
     stem = copy_checkpoint(tiny_checkpoint, tmp_path / "w")
+    stem.with_suffix(".onnx").write_bytes(b"not the exported model")
+    monkeypatch.setattr(serving, "torch_available", lambda: False)
+    with pytest.raises(CheckpointError, match="refused. torch is not installed either"):
+        serving.load(stem)
+
+
+def test_missing_onnxruntime_falls_back_to_torch_with_a_note(tiny_checkpoint, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
+    predictor = serving.load(tiny_checkpoint)
+    assert predictor.backend == "torch"
+    assert predictor.notes[0] == "onnxruntime is not installed, so the ONNX model cannot run."
+
+
+def test_missing_onnx_file_and_unrecorded_export(tiny_checkpoint, tmp_path):
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path / "w", suffixes=(".safetensors", ".json"))
+    predictor = serving.load(stem)
+    assert predictor.backend == "torch" and "cannot read the fp32 ONNX model" in predictor.notes[0]
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    del meta["onnx"]
+    stem.with_suffix(".json").write_text(json.dumps(meta))
+    assert serving.load(stem).notes == []  # a checkpoint never exported is simply served by torch
+    with pytest.raises(CheckpointError, match="no fp32 ONNX model is recorded"):
+        serving.load(stem, backend="onnx")
+
+
+def test_retraining_drops_the_old_onnx_record(tiny_checkpoint, tmp_path):
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path / "w")
+    ckpt = checkpoint.load(stem)
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "created", "versions", "onnx")}
+    checkpoint.save(stem, ckpt.model, meta)  # new weights file + fresh sidecar, old .onnx left behind
+    assert serving.load(stem).backend == "torch"
+
+
+def test_export_refuses_a_mismatching_graph(tiny_checkpoint, tmp_path, monkeypatch):
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path / "w", suffixes=(".safetensors", ".json"))
     ckpt = checkpoint.load(stem)
     real_export = export._export_bytes
 
@@ -164,10 +132,9 @@ def test_export_command_needs_a_format(tiny_checkpoint, capsys):
     assert "--onnx" in capsys.readouterr().err
 
 
-def test_session_runs_any_batch_size(tiny_checkpoint, tmp_path):
-    stem = copy_checkpoint(tiny_checkpoint, tmp_path / "w")
-    ckpt = checkpoint.load(stem)
-    session = export.OnnxSession(export.export_onnx(ckpt))
+def test_session_runs_any_batch_size(tiny_checkpoint):
+    ckpt = checkpoint.load(tiny_checkpoint)
+    session = onnx_session.verified_session(tiny_checkpoint, ckpt.meta)
     assert session.metadata["dance.weights"] == export.weights_digest(ckpt)
     batch = torch.rand(5, 3, ckpt.image_size, ckpt.image_size)
     with torch.inference_mode():

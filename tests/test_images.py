@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dance.data.images import load_image, resize_shorter, to_uint8_tensor
+from dance.data.images import load_image, resize_shorter
+from dance.data.tensors import to_uint8_tensor
 from dance.errors import ImageError
 
 

@@ -113,7 +113,7 @@ def test_review_page_relabels_and_exports_without_touching_data(tiny_checkpoint,
 
     weights = tmp_path / "weights"
     weights.mkdir()
-    for suffix in (".json", ".safetensors"):
+    for suffix in (".json", ".safetensors", ".onnx"):
         shutil.copy(tiny_checkpoint.with_suffix(suffix), weights / f"default{suffix}")
     monkeypatch.setenv("DANCE_WEIGHTS_DIR", str(weights))
     # Out-of-fold predictions for the synthetic training images: right and confident, except one flipped label.

@@ -7,7 +7,7 @@ import pytest
 
 from dance.config import AugmentConfig, TrainConfig
 from dance.errors import DanceError
-from dance.inference.predict import Predictor
+from dance.inference import serving
 from dance.models import checkpoint
 from dance.training.cv import cross_validate
 from dance.training.probe import fit_head, head_logits
@@ -34,7 +34,7 @@ def test_fit_head_folds_standardisation_into_weights():
 def test_probe_checkpoint_reloads_with_the_holdout_probabilities(synth_data, tmp_path):
     result = train(probe_cfg(), synth_data, tmp_path / "p")
     assert len(result.history) == 1 and result.history[0]["train_acc"] > 0.9
-    predictor = Predictor(checkpoint.load(result.checkpoint))
+    predictor = serving.from_checkpoint(checkpoint.load(result.checkpoint))
     preds = predictor.predict(result.holdout.paths)
     probs = np.array([[p.probs[c] for c in predictor.classes] for p in preds])
     assert np.allclose(probs, result.holdout.probs, atol=1e-4)

@@ -207,9 +207,9 @@ def test_exif_rotation_gives_the_upright_pixels(fmt):
 
 
 def test_exif_rotated_photo_predicted_like_physically_rotated(tiny_checkpoint):
-    from dance.inference.predict import Predictor
+    from dance.inference import serving
 
-    predictor = Predictor.load(tiny_checkpoint)
+    predictor = serving.load(tiny_checkpoint)
     base = photo(64, 40, seed=5)
     exif_file = with_orientation(base, "PNG", 8)
     rotated = encode(base.transpose(Image.Transpose.ROTATE_90), "PNG")
@@ -221,9 +221,9 @@ def test_exif_rotated_photo_predicted_like_physically_rotated(tiny_checkpoint):
 
 def test_predictor_on_uploaded_bytes_reports_each_bad_one(tiny_checkpoint):
     """The app's backend: uploads arrive as (name, bytes); bad ones get an error entry, the rest are classified."""
-    from dance.inference.predict import Predictor
+    from dance.inference import serving
 
-    predictor = Predictor.load(tiny_checkpoint)
+    predictor = serving.load(tiny_checkpoint)
     uploads = [(n, GOOD[n][0]) for n in ("png-named.jpg", "thin.png")] + [(n, BAD[n][0]) for n in sorted(BAD)]
     preds = predictor.predict(uploads)
     assert [p.image for p in preds] == [n for n, _ in uploads]

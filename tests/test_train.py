@@ -9,7 +9,7 @@ import torch
 from dance import paths
 from dance.config import AugmentConfig, TrainConfig
 from dance.errors import CheckpointError
-from dance.inference.predict import Predictor
+from dance.inference import serving
 from dance.models import checkpoint
 from dance.training.train import train
 
@@ -21,7 +21,7 @@ def test_one_short_epoch_on_real_subset_then_reload_predicts_identically(model, 
     result = train(cfg, real_data, tmp_path / "run")
     assert len(result.history) == 1 and {"train_loss", "val_loss", "val_acc"} <= set(result.history[0])
     assert result.holdout is not None and result.holdout.metrics()["count"] == len(result.holdout.paths)
-    reloaded = Predictor(checkpoint.load(result.checkpoint))
+    reloaded = serving.from_checkpoint(checkpoint.load(result.checkpoint))
     assert reloaded.classes == sorted(reloaded.classes) and len(reloaded.classes) == 8
     # the reloaded model reproduces the hold-out probabilities computed in training
     preds = reloaded.predict(result.holdout.paths)
@@ -37,7 +37,7 @@ def test_synthetic_training_learns(synth_data, tmp_path):
                       val_fraction=0.0, label_smoothing=0.0, augment=AugmentConfig(preset="none"))
     result = train(cfg, synth_data, tmp_path / "s")
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-    predictor = Predictor.load(result.checkpoint)
+    predictor = serving.load(result.checkpoint)
     preds = predictor.predict(sorted((synth_data / "train").glob("*.jpg")))
     accuracy = np.mean([p.label in p.image for p in preds])
     assert accuracy > 0.8

@@ -11,7 +11,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from dance.data.images import load_image, resize_shorter, to_uint8_tensor
+from dance.data.images import load_image, resize_shorter
+from dance.data.tensors import to_uint8_tensor
 from dance.errors import DataError, ImageError
 from dance.fileio import atomic_write_bytes
 

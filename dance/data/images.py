@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dance.errors import ImageError
@@ -125,16 +124,3 @@ def resize_shorter(img: Image.Image, side: int) -> Image.Image:
         return img
     scale = side / short
     return img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
-
-
-def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> uint8 tensor of shape (3, H, W)."""
-    arr = np.asarray(img, dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
-
-
-def to_pil(tensor: torch.Tensor) -> Image.Image:
-    """uint8 or [0,1] float tensor (3, H, W) -> RGB PIL image."""
-    if tensor.dtype != torch.uint8:
-        tensor = (tensor.clamp(0, 1) * 255).round().to(torch.uint8)
-    return Image.fromarray(tensor.permute(1, 2, 0).cpu().numpy())

@@ -8,8 +8,8 @@ import numpy as np
 
 from dance.data.labels import load_labelled
 from dance.errors import DataError
+from dance.inference import serving
 from dance.inference.predict import Predictor
-from dance.models import checkpoint
 from dance.paths import find_data_dir
 from dance.trust.interpret import Predictions
 
@@ -24,7 +24,7 @@ def evaluate_checkpoint(
     tta: bool = False, predictor: Predictor | None = None,
 ) -> tuple[Predictions, str]:
     """Predictions of a checkpoint on `split` ("holdout" or "all") of the labelled set."""
-    predictor = predictor or Predictor(checkpoint.load(weights))
+    predictor = predictor or serving.load(weights, backend="torch")  # scores the weights as trained
     dataset = load_labelled(find_data_dir(data_dir), classes=predictor.classes)
     if split == "holdout":
         wanted = set(holdout_names(predictor.ckpt.meta))

@@ -7,6 +7,7 @@ cached) model and concurrent calls from several app sessions do not interfere.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Union
 
@@ -15,7 +16,9 @@ import torch
 from PIL import Image
 
 from dance.errors import CheckpointError
+from dance.inference import serving
 from dance.inference.predict import Predictor
+from dance.models import checkpoint
 from dance.models.checkpoint import Checkpoint
 
 Explainable = Union[Predictor, Checkpoint, str, os.PathLike, None]
@@ -27,8 +30,30 @@ def _predictor(source: Explainable) -> Predictor:
         return source
     # Grad-CAM needs the torch model's gradients, so never spend time on an ONNX session here.
     if isinstance(source, Checkpoint):
-        return Predictor(source, backend="torch")
-    return Predictor.load(source, backend="torch")
+        return serving.from_checkpoint(source)
+    return serving.load(source, backend="torch")
+
+
+def torch_model(predictor: Predictor):
+    """The predictor's torch model: its engine's, or loaded from its checkpoint (an ONNX-served predictor)."""
+    for owner in (predictor, predictor.ckpt):
+        if getattr(owner, "model", None) is not None:
+            return owner.model
+    return _load_model(str(predictor.ckpt.path), _mtime(predictor.ckpt.path))
+
+
+def _mtime(stem) -> float:
+    """Modification time of the checkpoint's weights (the model cache key)."""
+    try:
+        return checkpoint.stem_of(stem).with_suffix(".safetensors").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(stem: str, mtime: float):
+    """A checkpoint's torch model, loaded once per (path, mtime) for Grad-CAM of ONNX-served predictors."""
+    return checkpoint.load(stem).model
 
 
 def class_activation(predictor: Predictor, image: Image.Image, class_name: str | None = None
@@ -37,8 +62,8 @@ def class_activation(predictor: Predictor, image: Image.Image, class_name: str |
     classes = predictor.classes
     if class_name is not None and class_name not in classes:
         raise CheckpointError(f"{predictor.ckpt.name}: unknown class {class_name!r}; known: {', '.join(classes)}.")
-    model = predictor.model
-    x = predictor.preprocess(image.convert("RGB")).unsqueeze(0)
+    model = torch_model(predictor)
+    x = torch.from_numpy(predictor.preprocess(image.convert("RGB")))[None]
     with torch.inference_mode(False), torch.enable_grad():
         x = x.clone().requires_grad_(True)  # a graph exists even if the weights are frozen
         features = model.body(x)  # (1, K, h, w)

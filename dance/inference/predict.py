@@ -1,25 +1,24 @@
-"""Prediction for the CLI and the app: a `Predictor` wraps a loaded checkpoint and answers per image."""
+"""Prediction for the CLI and the app: a `Predictor` answers per image; NumPy and Pillow only, no torch.
+
+The model runs in an engine with `run(float32 (N,3,S,S)) -> (N,C) logits` and a `backend` name: ONNX Runtime
+(`dance.models.onnx_session`) or torch (`dance.inference.torch_engine`); `dance.inference.serving` picks it.
+"""
 
 from __future__ import annotations
 
 import math
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Protocol, Sequence, Union
 
 import numpy as np
-import torch
 
-from dance import paths
-from dance.data.images import ImageSource, load_image, resize_shorter, to_uint8_tensor
-from dance.errors import CheckpointError, ImageError
-from dance.models import checkpoint
-from dance.models.checkpoint import Checkpoint
-from dance.models.preprocess import build_eval_transform, tta_views
+from dance.data.images import ImageSource, load_image, resize_shorter
+from dance.errors import ImageError
+from dance.models.numpy_preprocess import NumpyEvalTransform, tta_views
+from dance.models.sidecar import SidecarView
 
-BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_UNSURE = 0.0  # used when a checkpoint records no "not sure" threshold
 
 
@@ -68,34 +67,54 @@ class ImagePrediction:
 Named = Union[ImageSource, tuple[str, ImageSource]]
 
 
+class Engine(Protocol):
+    """What runs a model: logits for a float32 batch."""
+
+    backend: str
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over axis 1 in float64."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-softmax over axis 1 in float64."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
 class Predictor:
-    """Preprocessing + model of one checkpoint; thread-safe for concurrent `predict` calls."""
+    """Preprocessing + engine of one checkpoint; thread-safe for concurrent `predict` calls (engines are)."""
 
-    def __init__(self, ckpt: Checkpoint, tta: bool = False, backend: str = "auto", background_export: bool = False):
-        """`backend`: "torch", "onnx" (export if needed; errors raise) or "auto" (see `choose_session`).
-
-        With `background_export` (the app), "auto" never exports on the caller's thread: torch answers
-        until a background export of a served checkpoint is ready, then ONNX Runtime takes over.
-        """
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    def __init__(self, ckpt: SidecarView, engine: Engine, tta: bool = False, notes: Sequence[str] = ()):
+        """`ckpt`: the checkpoint (sidecar alone, or loaded with torch); `notes`: fallbacks taken while loading."""
         self.ckpt = ckpt
+        self.engine = engine
         self.tta = tta
-        self.transform = build_eval_transform(ckpt.image_size, ckpt.mean, ckpt.std)
-        self.model = ckpt.model.eval()  # kept for Grad-CAM and as the fallback
-        self._swap = threading.Lock()
-        self.session, self._export = choose_session(ckpt, backend, background=background_export)
-
-    @classmethod
-    def load(cls, name_or_path: str | os.PathLike | None = None, tta: bool = False,
-             backend: str = "auto") -> "Predictor":
-        """Load a checkpoint by name or path (default: weights/default)."""
-        return cls(checkpoint.load(name_or_path), tta=tta, backend=backend)
+        self.notes = list(notes)
+        self.transform = NumpyEvalTransform(ckpt.image_size, ckpt.mean, ckpt.std)
 
     @property
     def backend(self) -> str:
         """Which engine runs the model: 'onnx' (ONNX Runtime) or 'torch'."""
-        return "onnx" if self.session is not None else "torch"
+        return self.engine.backend
+
+    @property
+    def model(self):
+        """The torch model when torch answers (Grad-CAM uses it), else None."""
+        return getattr(self.engine, "model", None)
+
+    @property
+    def precision(self) -> str:
+        """'int8' or 'fp32'."""
+        return getattr(self.engine, "precision", "fp32")
 
     @property
     def classes(self) -> list[str]:
@@ -112,49 +131,26 @@ class Predictor:
         """Calibrated top probability below which an answer is 'not sure'."""
         return float(self.ckpt.meta.get("unsure_threshold", DEFAULT_UNSURE))
 
-    def preprocess(self, image) -> torch.Tensor:
-        """RGB PIL image -> normalised (3, S, S) tensor, exactly as evaluation in training."""
+    def preprocess(self, image) -> np.ndarray:
+        """RGB PIL image -> normalised float32 (3, S, S), exactly as evaluation in training."""
         side = math.ceil(self.ckpt.image_size * 1.15)
-        return self.transform(to_uint8_tensor(resize_shorter(image, side)))
+        return self.transform(np.asarray(resize_shorter(image, side), dtype=np.uint8))
 
-    @torch.inference_mode()
-    def logits(self, batch: torch.Tensor, tta: bool | None = None) -> torch.Tensor:
+    def logits(self, batch: np.ndarray, tta: bool | None = None) -> np.ndarray:
         """(N, 3, S, S) -> (N, C) logits (TTA averages log-probabilities over flip/crop views)."""
         if tta if tta is not None else self.tta:
-            return torch.stack([self._forward(v).log_softmax(1) for v in tta_views(batch)]).mean(0)
-        return self._forward(batch)
+            return np.mean([log_softmax(self.engine.run(v)) for v in tta_views(batch)], axis=0)
+        return self.engine.run(batch)
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Raw logits from ONNX Runtime when available, else from the torch model."""
-        if self.session is None and self._export is not None and not self._export.is_alive():
-            self._adopt_export()
-        if self.session is not None:
-            return torch.from_numpy(self.session.run(batch.numpy()))
-        return self.model(batch)
-
-    def _adopt_export(self) -> None:
-        """Switch to the ONNX session a finished background export left in the cache (torch if it failed)."""
-        with self._swap:
-            if self._export is None:
-                return
-            self._export = None
-            try:
-                from dance.models import export
-
-                self.session = export.find_session(self.ckpt)
-            except (CheckpointError, ImportError, RuntimeError, OSError):
-                self.session = None
-
-    def probs(self, batch: torch.Tensor, tta: bool | None = None) -> np.ndarray:
+    def probs(self, batch: np.ndarray, tta: bool | None = None) -> np.ndarray:
         """Calibrated class probabilities for a preprocessed batch."""
-        logits = self.logits(batch, tta).double() / self.temperature
-        return torch.softmax(logits, dim=1).numpy()
+        return softmax(self.logits(batch, tta).astype(np.float64) / self.temperature)
 
     def predict_images(self, images: Sequence, names: Sequence[str], tta: bool | None = None) -> list[ImagePrediction]:
         """Predictions for already-decoded RGB PIL images."""
         if not images:
             return []
-        batch = torch.stack([self.preprocess(img) for img in images])
+        batch = np.stack([self.preprocess(img) for img in images])
         probs = self.probs(batch, tta)
         return [ImagePrediction(name, dict(zip(self.classes, map(float, row))), threshold=self.threshold)
                 for name, row in zip(names, probs)]
@@ -184,7 +180,7 @@ class Predictor:
         return results  # type: ignore[return-value]
 
     def card(self) -> dict:
-        """Summary of the checkpoint for display: architecture, classes, accuracy, date."""
+        """Summary of the checkpoint for display: architecture, classes, accuracy, date, engine."""
         meta = self.ckpt.meta
         metrics = meta.get("metrics", {})
         cv = metrics.get("cv", {})
@@ -193,39 +189,8 @@ class Predictor:
             "name": self.ckpt.name, "architecture": meta["arch"], "input size": meta["image_size"],
             "classes": ", ".join(self.classes), "trained": meta.get("created", "unknown"),
             "cv macro-F1": cv.get("macro_f1_mean"), "hold-out accuracy": holdout.get("accuracy"),
-            "temperature": self.temperature,
+            "temperature": self.temperature, "engine": f"{self.backend} {self.precision}",
         }
-
-
-def choose_session(ckpt: Checkpoint, backend: str = "auto", background: bool = False):
-    """(the ONNX Runtime session a Predictor should use or None for torch, a background export thread or None).
-
-    "auto" uses ONNX (effnet-lite0 batch 1, 1 thread: 10 ms vs 22-26 ms for torch; bench/speed.md) when a verified export of
-    exactly these weights exists beside the checkpoint or in the cache; for a checkpoint in weights/ (the
-    ones the app serves) it exports into the cache once — on this thread, or with `background` on a daemon
-    thread while torch answers. Anything else, or any failure, means torch.
-    """
-    if backend == "torch":
-        return None, None
-    from dance.models import export
-
-    if backend == "onnx":
-        return export.cached_session(ckpt), None
-    try:
-        session = export.find_session(ckpt)
-        if session is None and _served(ckpt):
-            if background:
-                return None, export.export_in_background(ckpt)
-            session = export.cached_session(ckpt)
-        return session, None
-    except (CheckpointError, ImportError, RuntimeError, OSError):
-        return None, None  # onnxruntime missing or export impossible: torch still answers
-
-
-def _served(ckpt: Checkpoint) -> bool:
-    """Whether the checkpoint lives in weights/ (or $DANCE_WEIGHTS_DIR): the ones the app and CLI serve by name."""
-    roots = {paths.WEIGHTS_DIR.resolve(), paths.weights_root().resolve()}
-    return ckpt.path.resolve().parent in roots
 
 
 def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Inference preprocessing in plain torch: the eval resize + normalisation and the test-time views.
+"""Inference preprocessing in plain torch: the eval resize + normalisation and the test-time views (NumPy twin:
+numpy_preprocess.py, used for serving).
 
 Kept apart from `dance.transforms` (training augmentation, torchvision) because importing torchvision
 costs over a second, and the prediction path — the app's first page — needs none of it.
@@ -21,11 +22,11 @@ class EvalTransform:
         self.std = torch.tensor(list(std), dtype=torch.float32).view(3, 1, 1)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """Resize with antialiasing, round to 8 bits like a uint8 resize, then normalise."""
+        """Resize with antialiasing (not rounded back to 8 bits, so NumPy serving can match it), then normalise."""
         x = image.float()
         if tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(x[None], size=(self.size, self.size), mode="bilinear", align_corners=False,
-                              antialias=True)[0].round_().clamp_(0, 255)
+                              antialias=True)[0]
         return (x / 255.0 - self.mean) / self.std
 
     def __repr__(self) -> str:
@@ -38,7 +39,7 @@ def build_eval_transform(size: int, mean: Sequence[float], std: Sequence[float])
 
 
 def tta_views(batch: torch.Tensor) -> list[torch.Tensor]:
-    """Test-time augmentation views of a normalised batch (N, 3, S, S): original, flip, and a zoomed centre crop each."""
+    """Test-time views of a normalised batch (N, 3, S, S): original, flip, and a zoomed centre crop of each."""
     size = batch.shape[-1]
     margin = size // 16
     crop = batch[..., margin:size - margin, margin:size - margin]

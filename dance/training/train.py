@@ -10,6 +10,7 @@ import json
 import math
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -382,10 +383,21 @@ def train(
         extra["metrics"] = {"holdout": holdout.metrics()}
     model.cpu()
     checkpoint.save(stem, model, sidecar_meta(cfg, spec, size, prepared, **extra))
+    export_serving_copy(stem)
     for path in state_paths(stem):
         path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     distributed.barrier()
     return TrainResult(stem, history, holdout, stopped)
+
+
+def export_serving_copy(stem: Path) -> None:
+    """Write `<stem>.onnx` (verified against torch, hash in the sidecar) so predicting needs no torch."""
+    try:
+        from dance.models.export import export_onnx
+
+        export_onnx(checkpoint.load(stem))
+    except (ImportError, CheckpointError) as exc:  # e.g. a GPU box without onnx: torch still serves it
+        warnings.warn(f"{stem}: no ONNX copy written ({exc}); predict falls back to torch.", stacklevel=2)
 
 
 def check_data(data_dir: str | os.PathLike | None = None) -> PreparedData:

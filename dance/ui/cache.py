@@ -19,9 +19,9 @@ from PIL import Image, ImageOps
 from dance import paths
 from dance.data.images import load_image
 from dance.errors import CheckpointError, DanceError
-from dance.inference.explain import class_activation, overlay, upsample
+from dance.inference import serving
 from dance.inference.predict import Predictor
-from dance.models import checkpoint
+from dance.models import sidecar
 
 THUMB_SIDE = 224
 TILE_BACKGROUND = (246, 236, 228)  # the theme's secondaryBackgroundColor, so letterboxing blends in
@@ -78,7 +78,7 @@ def _mtime(stem: Path) -> float:
 @st.cache_data(ttl=30, show_spinner=False)
 def _checkpoint_stems(folder: str) -> list[str]:
     """Stems of the checkpoints in `folder`, default first (short TTL: files can appear from the CLI)."""
-    return [str(s) for s in checkpoint.list_checkpoints(Path(folder))]
+    return [str(s) for s in sidecar.list_checkpoints(Path(folder))]
 
 
 def list_checkpoints() -> list[CheckpointRef]:
@@ -93,8 +93,8 @@ def refresh_checkpoints() -> None:
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def _load_predictor(stem: str, mtime: float) -> Predictor:
-    """Load a checkpoint once per (path, mtime); shared by every session (it only swaps torch for ONNX, under a lock)."""
-    return Predictor(checkpoint.load(stem), background_export=True)  # never export on the page's thread
+    """Load a checkpoint once per (path, mtime); shared by every session (ONNX int8 when shipped: no torch import)."""
+    return serving.load(stem)
 
 
 def load_predictor(ref: CheckpointRef) -> Predictor:
@@ -105,7 +105,8 @@ def load_predictor(ref: CheckpointRef) -> Predictor:
 def load_with_fallback(ref: CheckpointRef, refs: list[CheckpointRef]) -> tuple[Predictor, CheckpointRef, str | None]:
     """Load `ref`; when it fails, fall back to the first (default) checkpoint and return a warning to show."""
     try:
-        return load_predictor(ref), ref, None
+        predictor = load_predictor(ref)
+        return predictor, ref, " ".join(predictor.notes) or None  # e.g. a tampered ONNX file: torch answers
     except CheckpointError as exc:
         fallback = refs[0] if refs and refs[0] != ref else None
         if fallback is None:
@@ -179,6 +180,8 @@ def _cam_jpeg(predictor: Predictor, img: Image.Image, class_name: str | None, si
     Same as dance.explain.explain, but handed the Predictor directly: explain() dispatches on isinstance, which
     fails for a cached Predictor once Streamlit has re-imported dance.predict after a source file changed.
     """
+    from dance.inference.explain import class_activation, overlay, upsample  # torch: only when asked for
+
     small = thumbnail(img, side)
     cam, name, prob = class_activation(predictor, small, class_name)
     picture = overlay(small, upsample(cam, small.size))

@@ -13,7 +13,7 @@ import streamlit as st
 from dance import paths
 from dance.errors import DanceError
 from dance.inference.predict import Predictor
-from dance.models import checkpoint
+from dance.models import sidecar
 from dance.paths import find_data_dir
 from dance.ui.cache import CheckpointRef, file_cam, file_thumbnail, list_checkpoints
 
@@ -48,7 +48,7 @@ def checkpoint_picker(label: str, key: str) -> CheckpointRef | None:
     if st.session_state.get(key) not in names:
         st.session_state.pop(key, None)
     chosen = st.selectbox(label, names, key=key,
-                          format_func=lambda n: f"{n} (shipped)" if n == checkpoint.DEFAULT_NAME else n)
+                          format_func=lambda n: f"{n} (shipped)" if n == sidecar.DEFAULT_NAME else n)
     return refs[names.index(chosen)]
 
 

@@ -8,7 +8,8 @@ from dataclasses import asdict, fields
 import streamlit as st
 
 from dance.config import AugmentConfig
-from dance.data.images import load_image, resize_shorter, to_pil, to_uint8_tensor
+from dance.data.images import load_image, resize_shorter
+from dance.data.tensors import to_pil, to_uint8_tensor
 from dance.data.labels import read_labels
 from dance.errors import DanceError
 from dance.training.train import CACHE_MARGIN
