@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import synthetic_image
 
-from dance.inference.predict import Predictor
+from dance.inference import serving
 from dance.models import checkpoint
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -95,7 +95,7 @@ def test_zip_trains_in_quick_mode_and_the_model_answers_on_predict(env):
     model = checkpoint.load(stem)
     assert model.classes == list(KINDS)
     fresh = [(f"{kind}-new.jpg", jpeg(kind, 9000 + c)) for c, kind in enumerate(KINDS)]
-    assert [p.label for p in Predictor(model).predict(fresh)] == list(KINDS)
+    assert [p.label for p in serving.from_checkpoint(model).predict(fresh)] == list(KINDS)
     at.button(key="yd_try").click().run()
     assert not at.exception, at.exception
     assert at.selectbox(key="predict_model").value == "shapes-quick"  # the refreshed list holds it, chosen

@@ -15,6 +15,7 @@ from conftest import ROOT, synthetic_image
 
 from dance.data.video import VideoLimits, clock, frames_at, probe, sample_frames
 from dance.errors import VideoError
+from dance.inference import serving
 from dance.inference.predict import Predictor
 from dance.inference.video import build_segments, pool, predict_video, predict_videos, segment_labels
 
@@ -83,7 +84,7 @@ def two_part(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def predictor(tiny_checkpoint) -> Predictor:
     """The tiny synthetic-class checkpoint (torch: no export in a test)."""
-    return Predictor.load(tiny_checkpoint, backend="torch")
+    return serving.load(tiny_checkpoint, backend="torch")
 
 
 # ------------------------------------------------------------------------------------------------ decoding
@@ -220,7 +221,7 @@ def write_photo_video(path: Path, photos: list[tuple[Path, float]], rate: int = 
 def test_recital_of_two_dance_forms_reads_as_two_segments_with_the_shipped_model(real_data, tmp_path):
     import csv
 
-    shipped = Predictor.load("default", backend="torch")
+    shipped = serving.load("default", backend="torch")
     with (real_data / "train.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     chosen = {}
@@ -240,12 +241,12 @@ def test_recital_of_two_dance_forms_reads_as_two_segments_with_the_shipped_model
 
 def test_overall_answer_is_the_mean_log_probability_and_follows_the_temperature(tmp_path, tiny_checkpoint):
     clip = write_video(tmp_path / "mostly.mkv", [("stripes", 8), ("square", 4)])
-    plain = Predictor.load(tiny_checkpoint, backend="torch")
+    plain = serving.load(tiny_checkpoint, backend="torch")
     result = predict_video(plain, clip, fps=2)
     assert result.answer.label == "stripes"
     expected = np.exp(np.log(result.probs).mean(0))
     assert np.allclose(list(result.overall.values()), expected / expected.sum())
-    hot = Predictor.load(tiny_checkpoint, backend="torch")
+    hot = serving.load(tiny_checkpoint, backend="torch")
     hot.ckpt.meta["calibration"] = {"temperature": 2.0}
     warm = predict_video(hot, clip, fps=2)
     softened = np.array(list(result.overall.values())) ** 0.5  # softmax(mean z / 2) from softmax(mean z)
@@ -254,7 +255,7 @@ def test_overall_answer_is_the_mean_log_probability_and_follows_the_temperature(
 
 
 def test_not_sure_follows_the_checkpoint_threshold(two_part, tiny_checkpoint):
-    strict = Predictor.load(tiny_checkpoint, backend="torch")
+    strict = serving.load(tiny_checkpoint, backend="torch")
     strict.ckpt.meta["unsure_threshold"] = 0.999999
     result = predict_video(strict, two_part, fps=1)
     assert result.answer.unsure and all(s.unsure for s in result.segments)
