@@ -17,10 +17,11 @@ from dance.inference import serving
 from dance.inference.assess import evaluate_checkpoint
 from dance.inference.predict import ImagePrediction
 from dance.models import checkpoint
+from dance.ui.pages.predict import headline
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
-RESULT_COLUMNS = ["thumbnail", "image", "label", "confidence", "error"]
+RESULT_COLUMNS = ["thumbnail", "answer", "confidence", "image"]
 
 
 @pytest.fixture()
@@ -91,7 +92,9 @@ def test_every_page_renders_its_content(weights, synth_data):
     assert [t.value for t in at.title] == ["Predict"]
     assert any(e.label == "Model card: default" for e in at.expander)
     assert at.file_uploader[0].accept_multiple_files
-    assert set(at.file_uploader[0].allowed_type) >= {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+    from dance.data.images import UPLOAD_TYPES
+
+    assert sorted(at.file_uploader[0].allowed_type) == sorted(f".{t}" for t in UPLOAD_TYPES)  # GIF, TIFF too
     assert sorted(t.label for t in at.toggle) == ["Show Grad-CAM", "Test-time augmentation", "Use webcam"]
     assert not at.toggle(key="predict_cam").value  # Grad-CAM is opt-in
     assert not at.get("camera_input")  # the browser only asks for the camera after the toggle
@@ -129,19 +132,41 @@ def test_upload_predicts_and_bad_files_get_their_own_error(weights):
     assert not at.exception, at.exception
 
     expected = serving.load(weights / "default").predict([("good.png", good)])[0]
-    errors = [e.value for e in at.error]
-    assert len(errors) == 3
-    assert errors[0].startswith("not-an-image.jpg:")
-    assert errors[1].startswith("empty.png:") and "0 bytes" in errors[1]
-    assert errors[2].startswith("truncated.jpg:")
+    [box] = [e.value for e in at.error]  # every bad file in one box, each message whole (no cut, no 'None')
+    lines = box.splitlines()
+    assert lines[0] == "3 of 4 file(s) could not be read:"
+    assert lines[2].startswith("- not\\-an\\-image\\.jpg: not a supported image")
+    assert "expected JPEG, PNG, WebP, BMP, GIF or TIFF" in lines[2]  # the uploader's own list (GIF, TIFF accepted)
+    assert lines[3].startswith("- empty\\.png:") and "0 bytes" in lines[3]
+    assert lines[4].startswith("- truncated\\.jpg:")
     table = frame_with(at, RESULT_COLUMNS)
-    assert list(table["image"]) == ["good.png", "not-an-image.jpg", "empty.png", "truncated.jpg"]
-    assert table.loc[0, "label"] == expected.label
-    assert table.loc[0, "confidence"] == pytest.approx(expected.confidence)
+    assert table.values[:, 1:].tolist() == [[expected.label if not expected.unsure else
+                                             f"not sure: {expected.ranked[0][0]} or {expected.ranked[1][0]}",
+                                             round(100 * expected.confidence, 1), "good.png"]]
     assert table.loc[0, "thumbnail"].startswith("data:image/jpeg;base64,")
-    assert table["label"].isna().tolist() == [False, True, True, True]
+    assert not table.isna().any().any()  # nothing renders as 'None'
+    order = [type(e).__name__ for e in at.main if type(e).__name__ in ("Error", "Markdown")]
+    assert order.index("Error") < order.index("Markdown")  # the errors sit above the answers, not among them
     headings = [m.value for m in at.markdown if m.value.startswith("### ")]
-    assert headings == [f"### {expected.label}"]
+    assert headings == [f"### {headline(expected) if expected.unsure else expected.label}"]
+
+
+def test_csv_has_label_confidence_unsure_second_label_and_error_columns():
+    import pandas as pd
+
+    from dance.ui.pages.predict import csv_bytes
+
+    preds = [ImagePrediction("a.jpg", {"kathak": 0.7, "odissi": 0.3}, threshold=0.5),
+             ImagePrediction("b.jpg", {"kathak": 0.45, "odissi": 0.55}, threshold=0.6),
+             ImagePrediction("c.jpg", error="c.jpg: file is empty (0 bytes).")]
+    frame = pd.read_csv(io.BytesIO(csv_bytes(["a.jpg", "b.jpg", "c.jpg"], preds, ["kathak", "odissi"])))
+    assert list(frame.columns) == ["image", "label", "confidence", "unsure", "second_label", "error", "p_kathak",
+                                   "p_odissi"]
+    assert frame["label"].tolist()[:2] == ["kathak", "odissi"] and pd.isna(frame.loc[2, "label"])
+    assert frame["unsure"].tolist()[:2] == [False, True]
+    assert frame["second_label"].tolist()[:2] == ["odissi", "kathak"]
+    assert frame["confidence"].tolist()[:2] == [0.7, 0.55]
+    assert frame.loc[2, "error"] == "c.jpg: file is empty (0 bytes)." and frame["error"].isna().tolist()[:2] == [True] * 2
 
 
 def test_tta_toggle_changes_nothing_but_the_probabilities(weights):
@@ -151,12 +176,11 @@ def test_tta_toggle_changes_nothing_but_the_probabilities(weights):
     at.toggle(key="predict_tta").set_value(True)
     at.run()
     expected = serving.load(weights / "default").predict([("a.png", img)], tta=True)[0]
-    assert f"confidence {expected.confidence:.1%}" in [c.value for c in at.caption]
+    shown = f"Top probability {expected.confidence:.1%}" if expected.unsure else f"confidence {expected.confidence:.1%}"
+    assert any(c.value.startswith(shown) for c in at.caption)
 
 
 def test_unsure_answer_reads_not_sure_with_top_two():
-    from dance.ui.pages.predict import headline
-
     pred = ImagePrediction("x.jpg", {"kathak": 0.4, "odissi": 0.35, "manipuri": 0.25}, threshold=0.5)
     assert headline(pred) == "Not sure — top-2: kathak or odissi"
     sure = ImagePrediction("y.jpg", {"kathak": 0.9, "odissi": 0.1}, threshold=0.5)
@@ -177,9 +201,15 @@ def test_samples_from_the_test_folder_are_classified(weights):
     at = app_at("predict")
     at.button(key="predict_sample_btn").click().run()
     assert not at.exception, at.exception
-    table = frame_with(at, RESULT_COLUMNS)
-    assert len(table) == 4 and table["image"].str.startswith("sample t").all()  # synth test/ has t0..t3.png
-    assert table["label"].isin(SYNTH_CLASSES).all()
+    table = frame_with(at, RESULT_COLUMNS + ["true label"])
+    holdout = set(json.loads((weights / "default.json").read_text())["split"]["val_images"])
+    assert len(table) == min(4, len(holdout))  # labelled samples, from the model's own hold-out
+    assert {name.removeprefix("sample ") for name in table["image"]} <= holdout
+    assert [name.rstrip("0123456789.jpg") for name in table["image"].str.removeprefix("sample ")] == \
+        table["true label"].tolist()  # synth images are named after their class
+    verdicts = [m.value for m in at.markdown if m.value.startswith("True label: ")]
+    assert len(verdicts) == len(table) and all(v.endswith(("right", "wrong", "(one of the two)", "(neither)"))
+                                               for v in verdicts)
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
@@ -375,27 +405,23 @@ def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path):
 # ---------------------------------------------------------------------------------------------- Grad-CAM
 
 
-def test_grad_cam_toggle_adds_an_overlay_for_the_chosen_class(weights):
-    from dance.data.images import load_image
-    from dance.inference.explain import explain
-    from dance.ui.cache import thumbnail
-
+def test_grad_cam_caption_shows_the_answers_own_probability(weights):
     img = png_bytes(synthetic_image("square", seed=31))
     at = app_at("predict")
     at.file_uploader[0].upload("a.png", img, "image/png")
+    at.toggle(key="predict_tta").set_value(True)
     at.run()
     assert captions(at) == ["a.png"]
     at.toggle(key="predict_cam").set_value(True).run()
     assert not at.exception, at.exception
     predictor = serving.load(weights / "default")
-    label = predictor.predict([("a.png", img)])[0].label
-    _, _, prob = explain(predictor, thumbnail(load_image(img, "a.png"), 448), label)
-    assert captions(at) == ["a.png", f"Grad-CAM: where the model sees {label} ({prob:.1%})"]
-    other = next(c for c in predictor.classes if c != label)
+    pred = predictor.predict([("a.png", img)], tta=True)[0]  # one number: the headline's, TTA included
+    assert captions(at) == ["a.png", f"Grad-CAM: where the model sees {pred.label} ({pred.probs[pred.label]:.1%})"]
+    other = next(c for c in predictor.classes if c != pred.label)
     [picker] = [s for s in at.selectbox if s.label == "Explain class"]
-    assert picker.value == label
+    assert picker.value == pred.label
     picker.set_value(other).run()
-    assert captions(at)[1].startswith(f"Grad-CAM: where the model sees {other} (")
+    assert captions(at)[1] == f"Grad-CAM: where the model sees {other} ({pred.probs[other]:.1%})"
 
 
 def test_gallery_grad_cam_toggle_replaces_the_thumbnails(weights):
@@ -472,8 +498,9 @@ def test_test_folder_action_classifies_every_test_csv_row(weights, synth_data):
     expected = serving.load(weights / "default").predict([(p.name, str(p)) for p in paths])
     table = frame_with(at, RESULT_COLUMNS)  # the only results table: nothing was uploaded
     assert table["image"].tolist() == [p.name for p in paths]
-    assert table["label"].tolist() == [p.label for p in expected]
-    assert table["confidence"].tolist() == pytest.approx([p.confidence for p in expected])
+    assert table["answer"].tolist() == [p.label if not p.unsure else f"not sure: {p.ranked[0][0]} or {p.ranked[1][0]}"
+                                        for p in expected]
+    assert table["confidence"].tolist() == pytest.approx([round(100 * p.confidence, 1) for p in expected])
     assert table["thumbnail"].str.startswith("data:image/jpeg;base64,").all()
     assert at.session_state["predict_testset"]["paths"] == paths
     at.button(key="predict_testset_close").click().run()

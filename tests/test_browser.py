@@ -149,8 +149,8 @@ def test_upload_on_predict_shows_the_models_label(server, page):
         assert page.get_by_text(f"confidence {expected.confidence:.1%}", exact=True).count() == 1
     screenshot(page, "predict-upload")
     images = page.locator("[data-testid=stMain] [data-testid=stImage]").count()
-    page.locator("[data-testid=stSidebar]").get_by_text("Show Grad-CAM", exact=True).click()
-    overlay = page.get_by_text(f"Grad-CAM: where the model sees {expected.label} (")
+    page.locator("[data-testid=stMain]").get_by_text("Show Grad-CAM", exact=True).click()  # in the page, not the sidebar
+    overlay = page.get_by_text(f"Grad-CAM: where the model sees {expected.label} ({expected.confidence:.1%})")
     overlay.first.wait_for()
     settle(page)
     assert page.locator("[data-testid=stMain] [data-testid=stImage]").count() == images + 1

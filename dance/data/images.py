@@ -29,7 +29,9 @@ MAX_PIXELS = 64_000_000  # ~8000x8000; bounds decode time and memory (decompress
 LARGE_PIXELS = 16_000_000  # decodes above this take hundreds of MB each ...
 _large_decodes = threading.BoundedSemaphore(2)  # ... so at most two run at once (many users, many huge uploads)
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")  # file endings for uploaders and folders
+_FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF", "TIFF": "TIFF"}
+ACCEPTED_TEXT = ", ".join(_FORMAT_NAMES[f] for f in ALLOWED_FORMATS[:-1]) + f" or {_FORMAT_NAMES[ALLOWED_FORMATS[-1]]}"
 
 # Set once at import rather than with warnings.catch_warnings() around each decode: catch_warnings
 # swaps process-global state and is not thread-safe (the app decodes from many threads at once).
@@ -99,7 +101,7 @@ def load_image(source: ImageSource, name: str | None = None, max_bytes: int = MA
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not a supported image (expected JPEG, PNG, WebP, BMP, GIF or TIFF).") from None
+        raise ImageError(f"{name}: not a supported image (expected {ACCEPTED_TEXT}).") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(f"{name}: image declares too many pixels (possible decompression bomb).") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:

@@ -14,12 +14,11 @@ from typing import Iterable, Protocol, Sequence, Union
 
 import numpy as np
 
-from dance.data.images import ImageSource, load_image, resize_shorter
+from dance.data.images import UPLOAD_TYPES, ImageSource, load_image, resize_shorter
 from dance.errors import ImageError
 from dance.models.numpy_preprocess import NumpyEvalTransform, tta_views
 from dance.models.sidecar import SidecarView
-
-DEFAULT_UNSURE = 0.0  # used when a checkpoint records no "not sure" threshold
+from dance.trust.honesty import accuracy_warning, unsure_rule
 
 
 @dataclass
@@ -128,8 +127,18 @@ class Predictor:
 
     @property
     def threshold(self) -> float:
-        """Calibrated top probability below which an answer is 'not sure'."""
-        return float(self.ckpt.meta.get("unsure_threshold", DEFAULT_UNSURE))
+        """Top probability below which an answer is 'not sure': the calibrated one, else halfway from chance (1/N)."""
+        return unsure_rule(self.ckpt.meta, len(self.classes))[0]
+
+    @property
+    def threshold_calibrated(self) -> bool:
+        """Whether the 'not sure' threshold was calibrated for this checkpoint (else it is the 1/N default rule)."""
+        return unsure_rule(self.ckpt.meta, len(self.classes))[1]
+
+    @property
+    def warning(self) -> str | None:
+        """A sentence to show with every answer when this checkpoint's tested accuracy is poor or unknown."""
+        return accuracy_warning(self.ckpt.meta, len(self.classes), self.ckpt.name)
 
     def preprocess(self, image) -> np.ndarray:
         """RGB PIL image -> normalised float32 (3, S, S), exactly as evaluation in training."""
@@ -198,8 +207,7 @@ def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower().lstrip(".") in
-                              ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")))
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower().lstrip(".") in UPLOAD_TYPES))
         else:
             out.append(p)
     return out

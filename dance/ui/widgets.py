@@ -25,6 +25,11 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
+def percent(value: float | None) -> str:
+    """The app's one on-screen percentage format: one decimal ('61.0%'); an en dash when there is no value."""
+    return "–" if value is None else f"{value:.1%}"
+
+
 @contextmanager
 def page_errors() -> Iterator[None]:
     """Show a DanceError as st.error(message) instead of a traceback."""
@@ -37,7 +42,7 @@ def page_errors() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
-def checkpoint_picker(label: str, key: str) -> CheckpointRef | None:
+def checkpoint_picker(label: str, key: str, width: int | str = "stretch") -> CheckpointRef | None:
     """Selectbox over the checkpoints in weights/ (default first); None with a message when there are none."""
     refs = list_checkpoints()
     if not refs:
@@ -47,7 +52,7 @@ def checkpoint_picker(label: str, key: str) -> CheckpointRef | None:
     names = [r.name for r in refs]
     if st.session_state.get(key) not in names:
         st.session_state.pop(key, None)
-    chosen = st.selectbox(label, names, key=key,
+    chosen = st.selectbox(label, names, key=key, width=width,
                           format_func=lambda n: f"{n} (shipped)" if n == sidecar.DEFAULT_NAME else n)
     return refs[names.index(chosen)]
 
