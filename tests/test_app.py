@@ -357,8 +357,9 @@ def test_train_page_distils_from_a_chosen_teacher(weights, synth_data):
 def test_dataset_page_lists_bad_rows_and_undecodable_images(weights, tmp_path, monkeypatch):
     data = make_dataset(tmp_path / "bad", per_class=3, test=1)
     (data / "train" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    shutil.copy(data / "train" / "circle1.jpg", data / "train" / "copy.jpg")  # like 155.jpg and 164.jpg of the real set
     with open(data / "train.csv", "a") as handle:
-        handle.write("missing.jpg,circle\n../escape.jpg,square\nbroken.jpg,stripes\n")
+        handle.write("missing.jpg,circle\n../escape.jpg,square\nbroken.jpg,stripes\ncopy.jpg,square\n")
     monkeypatch.setenv("DANCE_DATA", str(data))
     at = app_at("dataset")
     assert metric(at, "Invalid CSV rows") == "2"
@@ -370,6 +371,11 @@ def test_dataset_page_lists_bad_rows_and_undecodable_images(weights, tmp_path, m
     failures = frame_with(at, ["image", "reason"])
     assert list(failures["image"]) == ["broken.jpg"] and failures.loc[0, "reason"].startswith("broken.jpg:")
     assert any("1 image(s) fail to decode" in e.value for e in at.error)
+    # circle1.jpg and its copy are one source photo for CV's grouping, shown together, the label clash flagged
+    assert any(w.value.startswith("1 photo(s) appear more than once (2 files); 1 of them with different labels")
+               for w in at.warning)
+    assert {"circle1.jpg · circle", "copy.jpg · square"} <= set(captions(at))
+    assert any(c.value == "Labels differ: at most one of them is right." for c in at.caption)
 
 
 def test_dataset_page_without_data_names_where_it_looked(weights, tmp_path, monkeypatch):

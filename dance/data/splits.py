@@ -75,3 +75,10 @@ def holdout_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float = 
         raise DataError("val_fraction must be between 0 and 0.5.")
     k = max(2, round(1 / val_fraction))
     return kfold_splits(labels, groups, k=k, seed=seed)[0]
+
+
+def duplicate_sets(groups: np.ndarray) -> list[list[int]]:
+    """Indices of each group with more than one image (near-duplicates of one source photo), largest first."""
+    ids, counts = np.unique(groups, return_counts=True)
+    sets = [np.nonzero(groups == gid)[0].tolist() for gid in ids[counts > 1]]
+    return sorted(sets, key=lambda s: (-len(s), s[0]))

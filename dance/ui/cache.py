@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 from PIL import Image, ImageOps
 
@@ -49,6 +50,45 @@ def oof_runs() -> list[Path]:
 def load_oof(path: str | os.PathLike):
     """Out-of-fold Predictions of a CV run's oof.csv; raises DataError for a malformed file."""
     return _cv_module().load_oof(path)
+
+
+def checkpoint_run(name: str) -> Path | None:
+    """oof.csv of the cross-validation run attached to checkpoint `name` (weights/cv/<name>/, see attach-cv)."""
+    path = paths.weights_root() / "cv" / name / "oof.csv"
+    return path if path.is_file() else None
+
+
+SERVED_KEY = "served_model"  # set by the Predict page (a plain key: widget state is dropped on other pages)
+
+
+def served_name() -> str:
+    """The checkpoint the app serves right now: the one last picked on Predict, else the shipped default."""
+    return str(st.session_state.get(SERVED_KEY) or checkpoint.DEFAULT_NAME)
+
+
+def served_run_first(runs: list[Path], name: str | None = None) -> list[Path]:
+    """`runs` with the served checkpoint's own CV run first (file times say nothing about which run matters)."""
+    own = checkpoint_run(name or served_name())
+    if own is None or own not in runs:
+        return runs
+    return [own, *(r for r in runs if r != own)]
+
+
+def fold_models(run_oof: str | os.PathLike) -> dict[str, Path]:
+    """Image name -> the saved fold model that predicted it out of fold (<run>/folds/fold-<n>, `cv --save-fold-models`);
+    empty when the run kept no fold models."""
+    run_oof = Path(run_oof)
+    folds = run_oof.parent / "folds"
+    if not folds.is_dir():
+        return {}
+    try:
+        frame = pd.read_csv(run_oof, usecols=["image", "fold"], dtype={"image": str})
+    except (OSError, ValueError):
+        return {}
+    stems = {int(f): folds / f"fold-{int(f)}" for f in frame["fold"].dropna().unique()}
+    found = {f: s for f, s in stems.items()
+             if s.with_suffix(".safetensors").is_file() and s.with_suffix(".json").is_file()}
+    return {str(img): found[int(f)] for img, f in zip(frame["image"], frame["fold"]) if int(f) in found}
 
 
 def run_label(path: str | os.PathLike) -> str:

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dance.data.images import ALLOWED_FORMATS, load_image
+from dance.config import TrainConfig
+from dance.data.cache import ImageCache
+from dance.data.images import ALLOWED_FORMATS
 from dance.data.labels import read_labels
+from dance.data.splits import duplicate_sets, source_groups
 from dance.errors import DanceError
 from dance.plots import class_distribution_figure, image_size_figure
+from dance.training.train import CACHE_MARGIN, augment_size
 from dance.ui.widgets import data_dir_or_error, md_escape, page_errors, tiles
 
 SAMPLES_PER_CLASS = 8
+SCAN_KEY = "data_scan"
 
 
 def _csv_mtime(folder: Path) -> float:
@@ -51,16 +58,29 @@ def size_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame[["image", "label", "path"]], info], axis=1)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def decode_failures(paths: tuple[str, ...], mtime: float) -> pd.DataFrame:
-    """Images that dance.images.load_image refuses, with its reason (every image fully decoded once)."""
-    rows = []
-    for path in paths:
+@dataclass
+class Scan:
+    """Every image decoded once: the ones that fail (image, reason) and the near-duplicate sets among the others."""
+
+    failures: pd.DataFrame
+    duplicates: list[list[str]]  # paths, one list per source photo seen more than once
+
+
+def scan_images(paths: tuple[str, ...], progress=None) -> Scan:
+    """Decode every image as training does (same loader, same cache side) and group near-duplicates with the same
+    perceptual hash cross-validation uses, so the sets shown are exactly the ones CV keeps on one side of a split."""
+    cache = ImageCache(side=math.ceil(augment_size(TrainConfig()) * CACHE_MARGIN))
+    rows, kept, tensors = [], [], []
+    for i, path in enumerate(paths):
         try:
-            load_image(path, name=Path(path).name)
+            tensors.append(cache.get(path))
+            kept.append(path)
         except DanceError as exc:
             rows.append({"image": Path(path).name, "reason": str(exc)})
-    return pd.DataFrame(rows, columns=["image", "reason"])
+        if progress:
+            progress(i + 1, len(paths))
+    sets = duplicate_sets(source_groups(tensors)) if tensors else []
+    return Scan(pd.DataFrame(rows, columns=["image", "reason"]), [[kept[i] for i in s] for s in sets])
 
 
 def _overview(frame: pd.DataFrame, problems: pd.DataFrame, folder: Path) -> None:
@@ -109,27 +129,59 @@ def _sizes(frame: pd.DataFrame) -> None:
 
 
 def _problems(frame: pd.DataFrame, problems: pd.DataFrame, folder: Path) -> None:
-    """CSV rows that failed validation, and (on request) images that fail to decode."""
+    """CSV rows that failed validation, and (on request) images that fail to decode and near-duplicate photos."""
     st.subheader("Problems")
     if problems.empty:
-        st.success("Every row of train.csv is valid (name safe, file present, label given, no duplicates).")
+        st.success("Every row of train.csv is valid (name safe, file present, label given, no duplicate rows).")
     else:
         st.error(f"{len(problems)} row(s) of train.csv fail validation and are left out of training:")
         st.dataframe(problems, hide_index=True, width="stretch")
     paths = tuple(frame["path"])
-    key = ("data_decoded", str(folder), _csv_mtime(folder))
-    if st.button("Decode every image now", key="data_decode_btn",
-                 help="Fully decodes each image through the same safe loader as training (a few seconds)."):
-        with st.spinner(f"Decoding {len(paths)} images…"):
-            st.session_state["data_decode_key"] = key
-            decode_failures(paths, _csv_mtime(folder))
-    if st.session_state.get("data_decode_key") == key:
-        failures = decode_failures(paths, _csv_mtime(folder))
-        if failures.empty:
-            st.success(f"All {len(paths)} images decode.")
-        else:
-            st.error(f"{len(failures)} image(s) fail to decode:")
-            st.dataframe(failures, hide_index=True, width="stretch")
+    key = (str(folder), _csv_mtime(folder), paths)
+    scan = st.session_state.get(SCAN_KEY)
+    if scan is None or scan[0] != key:
+        st.caption("Near-duplicate photos (the same picture resized or re-encoded) and undecodable images show up only "
+                   "once every image is decoded.")
+        if not st.button("Decode every image and find near-duplicates", key="data_decode_btn", type="primary",
+                         help="Decodes each image through the training loader and hashes it as cross-validation does "
+                              "(about a minute on a small CPU)."):
+            return
+        bar = st.progress(0.0, text=f"Decoding {len(paths)} images…")
+        result = scan_images(paths, lambda done, total: bar.progress(done / total,
+                                                                     text=f"Decoding images: {done} of {total}"))
+        bar.empty()
+        st.session_state[SCAN_KEY] = scan = (key, result)
+    result: Scan = scan[1]
+    if result.failures.empty:
+        st.success(f"All {len(paths)} images decode.")
+    else:
+        st.error(f"{len(result.failures)} image(s) fail to decode:")
+        st.dataframe(result.failures, hide_index=True, width="stretch")
+    _duplicates(frame, result.duplicates)
+
+
+def _duplicates(frame: pd.DataFrame, sets: list[list[str]]) -> None:
+    """Each near-duplicate set as a row of thumbnails with name and label (a conflicting label is flagged)."""
+    st.subheader("Near-duplicate photos")
+    if not sets:
+        st.success("No near-duplicate photos: every image is its own source photo.")
+        return
+    labels = dict(zip(frame["path"], frame["label"]))
+    conflicting = sum(len({labels.get(p) for p in group}) > 1 for group in sets)
+    st.warning(f"{len(sets)} photo(s) appear more than once ({sum(map(len, sets))} files)"
+               + (f"; {conflicting} of them with different labels" if conflicting else "") +
+               ". Cross-validation keeps each set on one side of every split, so a copy never tests its twin; for "
+               "training they still count twice.")
+    page_size = 10
+    pages = max(1, -(-len(sets) // page_size))
+    page = int(st.number_input(f"Sets page (of {pages})", 1, pages, 1, key="data_dup_page", width=200)) \
+        if pages > 1 else 1
+    for group in sets[(page - 1) * page_size: page * page_size]:
+        clash = len({labels.get(p) for p in group}) > 1
+        with st.container(border=True):
+            if clash:
+                st.caption("Labels differ: at most one of them is right.")
+            tiles(list(group), [f"{Path(p).name} · {labels.get(p, '?')}" for p in group], columns=6)
 
 
 def render() -> None:

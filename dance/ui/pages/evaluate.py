@@ -10,13 +10,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dance.inference.assess import evaluate_checkpoint
+from dance.inference.assess import evaluate_checkpoint, holdout_names
 from dance.inference.predict import Predictor
 from dance.plots import confusion_figure, coverage_figure, reliability_figure
 from dance.trust.calibrate import apply_temperature, calibrate, coverage_curve, ece, reliability_table
 from dance.trust.interpret import Predictions
-from dance.ui.cache import CheckpointRef, load_oof, load_predictor, oof_runs, run_label
-from dance.ui.widgets import checkpoint_picker, data_dir_or_error, gallery, md_escape, page_errors
+from dance.ui.cache import (
+    CheckpointRef,
+    checkpoint_run,
+    load_oof,
+    load_predictor,
+    oof_runs,
+    run_label,
+    served_run_first,
+)
+from dance.ui.widgets import checkpoint_picker, data_dir_or_error, gallery, md_escape, page_errors, percent
 
 SPLITS = {
     "holdout": "Hold-out of the checkpoint",
@@ -139,10 +147,31 @@ def _on_pair(pairs: dict[str, tuple[str, str]]) -> None:
     st.session_state["eval_pair"] = None
 
 
+def _open_run(run: Path) -> None:
+    """Button callback: switch to the cross-validation split, on `run`."""
+    st.session_state["eval_split"] = "oof"
+    st.session_state["eval_oof_run"] = run
+
+
+def _no_holdout(predictor: Predictor) -> None:
+    """Why a checkpoint trained on everything has no hold-out, in app terms, and a way to its CV run."""
+    name = predictor.ckpt.name
+    run = checkpoint_run(name)
+    cv = predictor.ckpt.meta.get("metrics", {}).get("cv", {})
+    honest = f" Cross-validation puts its accuracy at {percent(cv['accuracy_mean'])}." if "accuracy_mean" in cv else ""
+    st.info(f"**{md_escape(name)}** was trained on every labelled image, so no image is left to test it on: it has no "
+            f"hold-out.{honest} Its cross-validation run shows how models made by the same recipe do on images they "
+            "never saw; 'All labelled images' shows it on its own training images (optimistic).",
+            icon=":material/info:")
+    if run is not None:
+        st.button(f"Show {name}'s cross-validation run", key="eval_open_cv", type="primary",
+                  icon=":material/arrow_forward:", on_click=_open_run, args=(run,))
+
+
 def _load(split: str) -> Loaded | None:
     """Predictions for the chosen split, or None after showing why there are none."""
     if split == "oof":
-        runs = oof_runs()
+        runs = served_run_first(oof_runs())  # the served model's own run first, not the newest file
         if not runs:
             st.info("No cross-validation run found yet. Make one with `python -m dance cv` "
                     "(it writes runs/cv/<name>/oof.csv), then come back.")
@@ -158,6 +187,9 @@ def _load(split: str) -> Loaded | None:
     if ref is None:
         return None
     predictor = load_predictor(ref)
+    if split == "holdout" and not holdout_names(predictor.ckpt.meta):
+        _no_holdout(predictor)
+        return None
     preds, label = _checkpoint_predictions(predictor, ref.stem, ref.mtime, split, str(folder))
     return Loaded(preds, label, predictor, ref)
 

@@ -26,14 +26,16 @@ from dance.trust.label_issues import (
 from dance.ui.cache import (
     CheckpointRef,
     file_cam,
+    fold_models,
     jpeg_bytes,
     load_oof,
     load_predictor,
     oof_runs,
     run_label,
+    served_run_first,
     thumbnail,
 )
-from dance.ui.widgets import checkpoint_picker, md_escape, page_errors
+from dance.ui.widgets import checkpoint_picker, md_escape, page_errors, percent
 
 INDEX_KEY = "li_index"
 DECISIONS_KEY = "li_decisions"
@@ -92,13 +94,45 @@ def _pick_run() -> Path | None:
         st.info("No cross-validation run found yet. Label issues are found from out-of-fold predictions: run "
                 "`python -m dance cv` (it writes runs/cv/<name>/oof.csv), then come back.")
         return None
+    runs = served_run_first(runs)  # the served model's own run first, not the newest file
     return Path(st.selectbox("Cross-validation run", runs, key="li_run", format_func=run_label))
 
 
-def _cam_column(predictor: Predictor | None, ref: CheckpointRef | None, path: str, class_name: str, title: str) -> None:
+@st.cache_data(show_spinner=False, max_entries=16)
+def _fold_models(path: str, mtime: float) -> dict[str, str]:
+    """Image name -> stem of the fold model that made its out-of-fold prediction (when the run saved them)."""
+    return {name: str(stem) for name, stem in fold_models(path).items()}
+
+
+def explainer(run: Path, image: str, fallback: tuple[Predictor, CheckpointRef] | None
+              ) -> tuple[Predictor, CheckpointRef, bool] | None:
+    """(model, its ref, whether it is the fold model behind the suggestion) to draw Grad-CAM for `image` with.
+
+    The suggestion comes from the fold model that never saw the image; only when the run kept no fold models is
+    another checkpoint used, and then every caption says so.
+    """
+    stem = _fold_models(str(run), run.stat().st_mtime).get(image)
+    if stem is not None:
+        times = [p.stat().st_mtime for p in (Path(stem + ".json"), Path(stem + ".safetensors"))]
+        ref = CheckpointRef(stem, max(times))
+        return load_predictor(ref), ref, True
+    return (*fallback, False) if fallback is not None else None
+
+
+def cam_caption(title: str, class_name: str, model: str, fold: bool, oof_prob: float) -> str:
+    """Caption of an overlay: which model drew it, and only the out-of-fold number when it is that model's."""
+    if fold:
+        return f"{title}: where {model} (the fold model behind the suggestion) sees {class_name} ({percent(oof_prob)})"
+    return f"{title}: where {model} sees {class_name} — {model} trained on this image; the percentages come from " \
+           "the fold models"
+
+
+def _cam_column(cam: tuple[Predictor, CheckpointRef, bool] | None, path: str, class_name: str, title: str,
+                oof_prob: float) -> None:
     """One Grad-CAM overlay with its caption, or why there is none."""
-    if predictor is None or ref is None:
+    if cam is None:
         return
+    predictor, ref, fold = cam
     if class_name not in predictor.classes:
         st.caption(f"{md_escape(ref.name)} does not know the class {md_escape(class_name)}.")
         return
@@ -106,12 +140,12 @@ def _cam_column(predictor: Predictor | None, ref: CheckpointRef | None, path: st
     if found is None:
         st.warning("cannot be decoded.")
     else:
-        st.image(found[0], caption=f"{title}: where {ref.name} sees {class_name} ({found[2]:.0%})", width="stretch")
+        st.image(found[0], caption=cam_caption(title, class_name, ref.name, fold, oof_prob), width="stretch")
 
 
-def _review(run: Path, issues: pd.DataFrame, classes: list[str], predictor: Predictor | None,
-            ref: CheckpointRef | None) -> None:
-    """The current issue: photo, labels, Grad-CAM for both classes, and the decision buttons."""
+def _review(run: Path, issues: pd.DataFrame, classes: list[str], fallback: tuple[Predictor, CheckpointRef] | None,
+            show_cam: bool) -> None:
+    """The current issue: photo, labels, Grad-CAM for both classes, and the decision buttons (with shortcuts)."""
     count = len(issues)
     index = min(st.session_state.get(INDEX_KEY, 0), count - 1)
     st.session_state[INDEX_KEY] = index
@@ -122,9 +156,9 @@ def _review(run: Path, issues: pd.DataFrame, classes: list[str], predictor: Pred
         if done else ""
     with st.container(horizontal=True, vertical_alignment="center"):
         st.button("Previous", key="li_prev", icon=":material/arrow_back:", disabled=index == 0,
-                  on_click=_step, args=(-1, count))
+                  on_click=_step, args=(-1, count), shortcut="Left")
         st.button("Next", key="li_next", icon=":material/arrow_forward:", disabled=index == count - 1,
-                  on_click=_step, args=(1, count))
+                  on_click=_step, args=(1, count), shortcut="Right")
         st.markdown(f"Image **{index + 1}** of {count}: {md_escape(row['image'])}{status}", width="stretch")
 
     with st.container(border=True):
@@ -135,23 +169,27 @@ def _review(run: Path, issues: pd.DataFrame, classes: list[str], predictor: Pred
                 st.warning(f"{md_escape(row['image'])}: cannot be read.")
             else:
                 st.image(photo, caption=row["image"], width="stretch")
-            st.markdown(f"Given label: **{md_escape(row['given'])}** ({row['self_confidence']:.0%})  \n"
-                        f"Model suggests: **{md_escape(row['suggested'])}** ({row['suggested_prob']:.0%})")
+            st.markdown(f"Given label: **{md_escape(row['given'])}** ({percent(row['self_confidence'])})  \n"
+                        f"Model suggests: **{md_escape(row['suggested'])}** ({percent(row['suggested_prob'])})")
+            st.caption("Both percentages: the out-of-fold prediction, by a fold model that never saw this image.")
+        cam = explainer(run, str(row["image"]), fallback) if show_cam else None
         with cols[1]:
-            _cam_column(predictor, ref, row["path"], row["given"], "given label")
+            _cam_column(cam, row["path"], row["given"], "given label", row["self_confidence"])
         with cols[2]:
-            _cam_column(predictor, ref, row["path"], row["suggested"], "suggested label")
+            _cam_column(cam, row["path"], row["suggested"], "suggested label", row["suggested_prob"])
 
         buttons = st.columns([1, 2, 1, 1], vertical_alignment="bottom")
-        buttons[0].button(f"Keep {row['given']}", key="li_keep", icon=":material/check:",
+        buttons[0].button(f"Keep {row['given']}", key="li_keep", icon=":material/check:", shortcut="K",
                           on_click=_decide, args=(run, row["path"], "keep", None, count))
         options = [c for c in classes if c != row["given"]]
         new_label = buttons[1].selectbox("Relabel as", options, index=options.index(row["suggested"]),
                                          key=f"li_label_{index}")
-        buttons[2].button("Relabel", key="li_relabel", icon=":material/edit:", type="primary",
+        # R is Streamlit's own rerun key (reserved), so relabel is L
+        buttons[2].button("Relabel", key="li_relabel", icon=":material/edit:", type="primary", shortcut="L",
                           on_click=_decide, args=(run, row["path"], "relabel", new_label, count))
-        buttons[3].button("Remove", key="li_remove", icon=":material/delete:",
+        buttons[3].button("Remove", key="li_remove", icon=":material/delete:", shortcut="X",
                           on_click=_decide, args=(run, row["path"], "remove", None, count))
+    st.caption("Keys: K keep · L relabel · X remove · ← → previous / next.")
 
 
 def _export(run: Path, issues: pd.DataFrame) -> None:
@@ -177,7 +215,7 @@ def render() -> None:
                f"(confident learning). Decide for each: {', '.join(ACTIONS)}. Nothing in the data set is edited.")
     with page_errors():
         with st.sidebar:
-            ref = checkpoint_picker("Model for Grad-CAM", key="li_model")
+            ref = checkpoint_picker("Grad-CAM model (when the run kept no fold models)", key="li_model")
             show_cam = st.toggle("Grad-CAM overlays", value=True, key="li_cam",
                                  help="Where the model looks for the given and the suggested class.")
         run = _pick_run()
@@ -196,8 +234,8 @@ def render() -> None:
             st.dataframe(issues.drop(columns="path"), hide_index=True, width="stretch", column_config={
                 name: st.column_config.NumberColumn(name, format="%.2f")
                 for name in ("self_confidence", "suggested_prob", "margin")})
-        predictor = load_predictor(ref) if ref is not None and show_cam else None
-        _review(run, issues, classes, predictor, ref)
+        fallback = (load_predictor(ref), ref) if ref is not None and show_cam else None
+        _review(run, issues, classes, fallback, show_cam)
         _export(run, issues)
 
 

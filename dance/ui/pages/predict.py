@@ -17,6 +17,7 @@ from dance.inference.predict import ImagePrediction, Predictor
 from dance.inference.submission import submission_csv
 from dance.plots import probability_figure
 from dance.ui.cache import (
+    SERVED_KEY,
     THUMB_SIDE,
     CheckpointRef,
     bytes_cam,
@@ -405,6 +406,7 @@ def render() -> None:
         if ref is None:
             return
         predictor, used, warning = load_with_fallback(ref, list_checkpoints())
+        st.session_state[SERVED_KEY] = used.name  # Evaluate and Label issues open on this model's CV run
         if warning:
             st.warning(warning)
         _show_card(predictor)
