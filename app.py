@@ -2,7 +2,10 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="Dance form classifier", page_icon=":material/music_note:", layout="wide")
+from dance.ui.icon import app_icon
+
+# A drawn icon, not ":material/...": Streamlit fetches material favicons from fonts.gstatic.com (fails offline).
+st.set_page_config(page_title="Dance form classifier", page_icon=app_icon(), layout="wide")
 st.navigation([
     st.Page("dance/ui/pages/predict.py", title="Predict", icon=":material/photo_camera:", default=True),
     st.Page("dance/ui/pages/evaluate.py", title="Evaluate", icon=":material/grid_on:"),

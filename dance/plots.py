@@ -95,11 +95,18 @@ def class_distribution_figure(counts: pd.Series) -> go.Figure:
 
 
 def reliability_figure(bins: pd.DataFrame, title: str = "") -> go.Figure:
-    """Reliability diagram: accuracy vs confidence per bin, against the diagonal."""
+    """Reliability diagram: accuracy vs confidence per bin against the diagonal, each bin marked with its count."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dot", "color": "gray"}))
     for name, part in bins.groupby("series", sort=False):
-        fig.add_trace(go.Scatter(x=part["confidence"], y=part["accuracy"], mode="lines+markers", name=str(name)))
+        # Each marker is labelled with its number of images: a bin of 3 says far less than a bin of 300.
+        counts = part["count"].astype(int).tolist() if "count" in part else None
+        fig.add_trace(go.Scatter(
+            x=part["confidence"], y=part["accuracy"], mode="lines+markers+text" if counts else "lines+markers",
+            name=str(name), text=[f"n={c}" for c in counts] if counts else None, textposition="top center",
+            textfont={"size": 10}, customdata=counts,
+            hovertemplate="confidence %{x:.1%}<br>accuracy %{y:.1%}<br>%{customdata} images<extra></extra>"
+            if counts else None))
     fig.update_layout(height=360, title=title, xaxis_title="confidence", yaxis_title="accuracy",
                       margin={"t": 40, "b": 40, "l": 40, "r": 20})
     return fig

@@ -311,8 +311,38 @@ def test_one_epoch_run_from_the_train_page_writes_a_loadable_checkpoint(weights,
     loaded = checkpoint.load(weights / "ui-run")
     assert loaded.classes == SYNTH_CLASSES and loaded.image_size == 64 and loaded.meta["arch"] == "seed-cnn"
     assert len(loaded.meta["history"]) == 1
-    at.switch_page("dance/ui/pages/predict.py").run()
+    at.button(key="train_open_predict").click().run()  # "Open ui-run in Predict"
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Predict"]
     assert at.selectbox(key="predict_model").options == ["default (shipped)", "ui-run"]
+    assert at.selectbox(key="predict_model").value == "ui-run"
+
+
+def test_stop_acts_between_batches_and_the_job_says_it_stopped(weights, synth_data, tmp_path):
+    import time
+
+    from dance.config import AugmentConfig, TrainConfig
+    from dance.ui.jobs import TrainJob
+
+    cfg = TrainConfig(model="seed-cnn", epochs=200, image_size=64, batch_size=4, freeze_epochs=0, val_fraction=0.25,
+                      augment=AugmentConfig(preset="none"))
+    job = TrainJob(cfg, synth_data, tmp_path / "stopped").start()
+    deadline = time.monotonic() + TIMEOUT
+    while job.batch < 2 and job.epoch < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    at_stop = job.epoch
+    job.stop.set()
+    job.thread.join(timeout=TIMEOUT)
+    assert job.phase == "stopped" and job.result.stopped
+    assert len(job.history) <= at_stop + 1 < cfg.epochs  # within the epoch it was in, not after all 200
+    assert 0 < job.fraction < 1  # the bar stays where it stopped instead of reading 100 %
+    assert job.status().startswith(f"Stopped by you after {len(job.history)} of 200 epoch(s)")
+    early = TrainJob(cfg, synth_data, tmp_path / "never")
+    early.stop.set()
+    early.start().thread.join(timeout=TIMEOUT)
+    assert early.phase == "stopped" and early.result is None  # stopped while decoding: nothing saved
+    assert early.status() == "Stopped by you before training began; nothing was saved."
+    assert not (tmp_path / "never.safetensors").exists()
 
 
 def test_train_page_never_overwrites_default_without_confirmation(weights, synth_data):
@@ -449,6 +479,11 @@ def test_calibration_section_and_model_card_follow_the_sidecar(weights, synth_da
     at = app_at("evaluate")
     traces = [t.get("name") for t in chart(at, "eval_reliability")["data"]]
     assert traces == ["perfect", "uncalibrated"]
+    from dance.trust.calibrate import reliability_bins
+
+    raw_holdout, _ = evaluate_checkpoint(weights / "default", synth_data, "holdout")
+    counts = reliability_bins(raw_holdout.probs, raw_holdout.targets)["count"].tolist()
+    assert chart(at, "eval_reliability")["data"][1]["text"] == [f"n={c}" for c in counts]  # each bin's image count
     assert metric(at, "Temperature") == "none"
     assert any("is not calibrated" in i.value and "python -m dance calibrate" in i.value for i in at.info)
     coverage = chart(at, "eval_coverage")

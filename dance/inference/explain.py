@@ -1,8 +1,8 @@
 """Grad-CAM: where in the photo the model looked for a class, as a heat map and a coloured overlay.
 
 The gradient of the class logit with respect to the body's feature map is taken with
-`torch.autograd.grad` on a fresh forward pass, so no hooks are ever attached to the (shared,
-cached) model and concurrent calls from several app sessions do not interfere.
+`torch.autograd.grad` through the head only (the body runs once without a graph), so no hooks are
+ever attached to the (shared, cached) model and concurrent calls from several app sessions do not interfere.
 """
 
 from __future__ import annotations
@@ -64,9 +64,12 @@ def class_activation(predictor: Predictor, image: Image.Image, class_name: str |
         raise CheckpointError(f"{predictor.ckpt.name}: unknown class {class_name!r}; known: {', '.join(classes)}.")
     model = torch_model(predictor)
     x = torch.from_numpy(predictor.preprocess(image.convert("RGB")))[None]
+    with torch.no_grad():
+        features = model.body(x)  # (1, K, h, w): the costly part, run without recording a graph
     with torch.inference_mode(False), torch.enable_grad():
-        x = x.clone().requires_grad_(True)  # a graph exists even if the weights are frozen
-        features = model.body(x)  # (1, K, h, w)
+        # Grad-CAM needs d logit / d features only, which runs through the head alone: a graph over the body
+        # (millions of weights) would make this several times slower than the prediction itself.
+        features = features.clone().requires_grad_(True)
         logits = model.head(features)  # (1, C)
         index = classes.index(class_name) if class_name is not None else int(logits.argmax(1))
         (grads,) = torch.autograd.grad(logits[0, index], features)

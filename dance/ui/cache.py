@@ -59,6 +59,7 @@ def checkpoint_run(name: str) -> Path | None:
 
 
 SERVED_KEY = "served_model"  # set by the Predict page (a plain key: widget state is dropped on other pages)
+MODEL_REQUEST = "predict_model_request"  # another page (Train's "Open in Predict") asks Predict for a checkpoint
 
 
 def served_name() -> str:

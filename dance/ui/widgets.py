@@ -137,11 +137,18 @@ def tiles(paths: list[str], captions: list[str], columns: int = 4, cam: tuple[Pr
 
     With `cam` and `classes`, each tile is the Grad-CAM overlay for its class instead of the plain photo.
     """
+    jpegs = [None] * len(paths)
+    if cam is not None:  # overlays cost a model pass each: compute them first, with a progress bar
+        bar = st.progress(0.0, text=f"Grad-CAM for {len(paths)} images…")
+        for i, path in enumerate(paths):
+            jpegs[i] = _tile_jpeg(path, cam, classes[i] if classes else None)
+            bar.progress((i + 1) / len(paths), text=f"Grad-CAM: {i + 1} of {len(paths)} images")
+        bar.empty()
     for start in range(0, len(paths), columns):
         row = st.columns(columns)
         for i in range(start, min(len(paths), start + columns)):
             with row[i - start]:
-                thumb = _tile_jpeg(paths[i], cam, classes[i] if classes else None)
+                thumb = jpegs[i] if cam is not None else _tile_jpeg(paths[i], None, None)
                 if thumb is None:
                     st.warning(f"{md_escape(Path(paths[i]).name)}: cannot be decoded.")
                 else:

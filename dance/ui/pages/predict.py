@@ -17,6 +17,7 @@ from dance.inference.predict import ImagePrediction, Predictor
 from dance.inference.submission import submission_csv
 from dance.plots import probability_figure
 from dance.ui.cache import (
+    MODEL_REQUEST,
     SERVED_KEY,
     THUMB_SIDE,
     CheckpointRef,
@@ -46,7 +47,6 @@ TEST_CHUNK = 16
 TABLE_THUMB = 96
 TESTSET_KEY = "predict_testset"
 UPLOAD_ROUND = "predict_upload_round"  # bumped by "Clear all": a fresh uploader key empties the uploader
-MODEL_REQUEST = "predict_model_request"  # another page (Train's "Open in Predict") asks for a checkpoint here
 CSV_COLUMNS = ["image", "label", "confidence", "unsure", "second_label", "error"]
 
 

@@ -1,4 +1,4 @@
-"""Train page: a form that trains a model in a background thread, with live curves, a stop button and a new checkpoint."""
+"""Train page: a form that trains a model in a background thread, with live curves, a stop button, a new checkpoint."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dance.models import checkpoint
 from dance.models.registry import REGISTRY
 from dance.plots import history_figure
 from dance.training.transforms import PRESETS
-from dance.ui.cache import list_checkpoints, refresh_checkpoints
+from dance.ui.cache import MODEL_REQUEST, list_checkpoints, refresh_checkpoints
 from dance.ui.jobs import TrainJob
 from dance.ui.widgets import data_dir_or_error, md_escape, page_errors
 
@@ -122,12 +122,21 @@ def _form(folder: Path | None) -> None:
 
 
 def _draw_progress(job: TrainJob) -> None:
-    """Progress bar, status line and live curves of a job."""
+    """Decoding bar (until training starts), training bar with status and time estimate, and the curves."""
+    if job.phase in ("starting", "decoding"):
+        st.progress(job.decode_fraction, text=job.status())
+        st.caption("Every image is decoded once before the first epoch; the training bar follows.")
+        return
     st.progress(job.fraction, text=job.status())
-    if job.history:
+    if len(job.history) >= 2:
         st.plotly_chart(history_figure(job.history), config={"displayModeBar": False})
+    elif job.history:
+        record = job.history[-1]
+        numbers = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in record.items()
+                            if k.endswith(("loss", "acc")) and isinstance(v, float))
+        st.caption(f"Epoch 1: {numbers}. Curves need two finished epochs.")
     elif job.running:
-        st.caption("Curves appear after the first epoch.")
+        st.caption("Curves appear after the first epochs.")
 
 
 @st.fragment(run_every=1.0)
@@ -136,9 +145,15 @@ def _live(job: TrainJob) -> None:
     _draw_progress(job)
     if job.running:
         st.button("Stop", key="train_stop", on_click=job.stop.set, icon=":material/stop:",
-                  disabled=job.stop.is_set(), help="Stops after the current batch and saves what was learned.")
+                  disabled=job.stop.is_set(), help="Stops after the current batch and saves the weights as they are.")
     else:
         st.rerun()
+
+
+def _open_in_predict(name: str) -> None:
+    """Button callback: ask the Predict page to serve the new checkpoint (switch_page follows in the script)."""
+    refresh_checkpoints()
+    st.session_state[MODEL_REQUEST] = name
 
 
 def _finished(job: TrainJob) -> None:
@@ -148,11 +163,20 @@ def _finished(job: TrainJob) -> None:
         job.acknowledged = True
     if job.error:
         st.error(job.error)
+    elif job.result is None:
+        st.warning(job.status())
     else:
         result = job.result
-        how = "stopped early; saved what it learned" if result.stopped else "finished"
-        st.success(f"Training {how}: saved checkpoint **{md_escape(result.checkpoint.name)}** in "
-                   f"{md_escape(str(result.checkpoint.parent))}. Pick it on the Predict or Evaluate page.")
+        name = result.checkpoint.name
+        if result.stopped:
+            st.warning(f"{job.status()} Checkpoint **{md_escape(name)}** in "
+                       f"{md_escape(str(result.checkpoint.parent))}.")
+        else:
+            st.success(f"Training finished: saved checkpoint **{md_escape(name)}** in "
+                       f"{md_escape(str(result.checkpoint.parent))}.")
+        if st.button(f"Open {name} in Predict", key="train_open_predict", type="primary",
+                     icon=":material/photo_camera:", on_click=_open_in_predict, args=(name,)):
+            st.switch_page("dance/ui/pages/predict.py")
         if result.holdout is not None:
             metrics = result.holdout.metrics()
             cols = st.columns(3)
