@@ -65,7 +65,13 @@ def tiny_checkpoint(synth_data, tmp_path_factory) -> Path:
     cfg = TrainConfig(model="seed-cnn", epochs=4, image_size=64, batch_size=8, lr=3e-3, freeze_epochs=0,
                       val_fraction=0.25, augment=AugmentConfig(preset="none"))
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    return train(cfg, synth_data, out).checkpoint
+    stem = train(cfg, synth_data, out).checkpoint
+    # An explicit threshold of 0 (always answer): the tests built on this model check labels, segments and tables;
+    # without it, the default 1/N rule would read most of its low-confidence answers as 'not sure'.
+    from dance.models.checkpoint import update_sidecar
+
+    update_sidecar(stem, unsure_threshold=0.0)
+    return stem
 
 
 @pytest.fixture(scope="session")
