@@ -4,12 +4,12 @@ the new model answers on Predict; a bad zip gets its one sentence; a checkpoint 
 from __future__ import annotations
 
 import io
-import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import synthetic_image
+from test_app import weights  # noqa: F401 - the fixture, shared
 
 from dance.inference import serving
 from dance.models import checkpoint
@@ -37,17 +37,11 @@ def two_class_zip(per_class: int = 12) -> bytes:
 
 
 @pytest.fixture()
-def env(tiny_checkpoint, tmp_path, monkeypatch, synth_data) -> Path:
-    """Temp weights (default = the tiny checkpoint), user data, runs and ONNX cache folders."""
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    for suffix in (".json", ".safetensors"):
-        shutil.copy(tiny_checkpoint.with_suffix(suffix), weights / f"default{suffix}")
-    monkeypatch.setenv("DANCE_WEIGHTS_DIR", str(weights))
+def env(request, tmp_path, monkeypatch) -> Path:
+    """test_app's temp weights (default = the tiny checkpoint), runs and data, plus temp user-data and ONNX cache."""
+    request.getfixturevalue("weights")
     monkeypatch.setenv("DANCE_USER_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("DANCE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("DANCE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("DANCE_DATA", str(synth_data))
     return tmp_path
 
 
