@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -47,15 +49,15 @@ def _weights_dir() -> Path:
     return Path(os.environ.get("DANCE_WEIGHTS_DIR") or paths.WEIGHTS_DIR)
 
 
-@pytest.fixture(scope="module")
-def server():
-    """The app (`python -m dance.ui.serve`) on a free port; yields its base URL and stops it afterwards."""
+@contextmanager
+def running_app(env: dict[str, str] | None = None, log_name: str = "streamlit.log") -> Iterator[str]:
+    """The app (`python -m dance.ui.serve`) on a free port with `env` added to the environment; yields its URL."""
     port = _free_port()
-    log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / "streamlit.log", "wb")
+    log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / log_name, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "dance.ui.serve", "--server.port", str(port), "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -68,12 +70,19 @@ def server():
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / 'streamlit.log'}")
+                raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / log_name}")
             time.sleep(0.3)
         yield url
     finally:
         stop_process(proc)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The app on the project's own weights and data; yields its base URL and stops it afterwards."""
+    with running_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
