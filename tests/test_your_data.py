@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -219,9 +220,11 @@ def test_bundle_round_trip_and_refusals(tiny_checkpoint, user_data, tmp_path):
     loaded = checkpoint.load(stem)
     assert loaded.classes == checkpoint.load(weights / "mine").classes
     assert (weights / "theirs.safetensors").read_bytes() == (weights / "mine.safetensors").read_bytes()
-    assert not (weights / "theirs.onnx").exists()  # a graph from outside is never imported
+    exported = (weights / "theirs.onnx").read_bytes()  # a graph from outside is never imported: made here
+    assert exported != b"pretend onnx"
+    assert checkpoint.read_sidecar(stem)["onnx"]["fp32"]["sha256"] == hashlib.sha256(exported).hexdigest()
     assert sorted(p.name for p in weights.iterdir()) == ["mine.json", "mine.onnx", "mine.safetensors",
-                                                        "theirs.json", "theirs.safetensors"]
+                                                        "theirs.json", "theirs.onnx", "theirs.safetensors"]
     bundle.import_bundle(data, name="theirs", replace=True)
     with pytest.raises(CheckpointError, match="default"):
         bundle.import_bundle(data, name="default")

@@ -2,8 +2,8 @@
 
 Importing checks the archive member by member (dance.data.archive), loads the weights through
 dance.models.checkpoint in a temp folder (safetensors only, never unpickled) and only then renames them into
-weights/. A bundled ONNX file is not imported: the app and `dance export` rebuild it from the checked weights,
-so no graph from outside is ever run.
+weights/. A bundled ONNX file is not imported: a fresh one is exported here from the checked weights (and verified
+against them, its hash recorded in the sidecar, as training does), so no graph from outside is ever run.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
 from dance import paths
 from dance.data.archive import ZipSource, open_zip, read_member, safe_members
 from dance.errors import CheckpointError, DanceError
-from dance.models import checkpoint
+from dance.models import checkpoint, sidecar
+from dance.models.onnx_session import onnx_path
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # no dots: checkpoint stems take suffixes
 MAX_BUNDLE_BYTES = 600_000_000  # uncompressed: the largest shipped checkpoint is ~45 MB
@@ -35,7 +37,7 @@ def export_bundle(name_or_path: str | os.PathLike) -> tuple[str, bytes]:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for suffix in (".safetensors", ".json", ".onnx"):
-            path = stem.with_suffix(suffix)
+            path = stem.with_name(stem.name + suffix)
             if path.is_file():
                 zf.write(path, arcname=f"{stem.name}{suffix}")
     return f"{stem.name}.zip", buffer.getvalue()
@@ -87,11 +89,24 @@ def import_bundle(source: ZipSource, name: str | None = None, replace: bool = Fa
                 (tmp / f"{name}{suffix}").write_bytes(read_member(zf, members[suffix], display))
             try:
                 checkpoint.load(tmp / name)
+                sidecar.update_sidecar(tmp / name, onnx={})  # the bundle's ONNX hashes describe files not imported
             except DanceError as exc:
                 raise CheckpointError(f"{display}: {str(exc).replace(str(tmp) + os.sep, '')}") from None
-            (folder / f"{name}.onnx").unlink(missing_ok=True)  # an export of the weights being replaced
+            for stale in (onnx_path(target, "fp32"), onnx_path(target, "int8")):
+                stale.unlink(missing_ok=True)  # exports of the weights being replaced
             for suffix in (".safetensors", ".json"):  # the sidecar last: a checkpoint is listed once it exists
                 os.replace(tmp / f"{name}{suffix}", folder / f"{name}{suffix}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    _serving_copy(target)
     return target
+
+
+def _serving_copy(stem: Path) -> None:
+    """Export `<stem>.onnx` from the imported weights (torch serves the checkpoint when this cannot be done)."""
+    try:
+        from dance.models.export import export_onnx
+
+        export_onnx(checkpoint.load(stem))
+    except (ImportError, CheckpointError) as exc:
+        warnings.warn(f"{stem}: no ONNX copy written ({exc}); predict falls back to torch.", stacklevel=2)
