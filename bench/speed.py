@@ -543,7 +543,9 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
               "- `dance.inference.serving.load` (the CLI's and the app's default) runs the ONNX file shipped beside the "
               "checkpoint (int8 first) when its SHA-256 matches the sidecar, without importing torch; else torch.",
               "- GPU figures (H200: training time, utilisation, the input pipelines on CUDA) are in `bench/speed-gpu.md`,"
-              " from `bench/gpu_bench.sh` and `bench/gpu_speed.sh`.", ""]
+              " from `bench/gpu_bench.sh` and `bench/gpu_speed.sh`.",
+              "- Videos (frames per second end to end, decode + predict, on a synthetic 1080p clip) are in "
+              "`bench/video.md`, from `python -m bench.video_speed`.", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -35,3 +35,13 @@ def test_report_has_latency_and_end_to_end_sections(synth_data):
     assert "## Batch-1 latency" in report and "| seed-cnn | 224 | ONNX Runtime |" in report
     assert "untrained effnet-lite0 (no `no-such` checkpoint found)" in report
     assert "## Training input pipeline" not in report
+
+
+def test_video_bench_reports_decoding_and_end_to_end_rows(tiny_checkpoint):
+    from bench.video_speed import run as video_run
+
+    report = video_run(1.0, [2.0, 0.5], str(tiny_checkpoint), "test", size=(320, 240))
+    assert "Clip: synthetic 320x240 H.264, 30 fps, 1 s" in report
+    assert "| decode every frame (baseline) | 30 |" in report
+    assert "| `sample_frames` at 2 fps | 2 |" in report and "| `sample_frames` at 0.5 fps | 1 |" in report
+    assert "## End to end" in report and "| 2 fps | 2 |" in report and "| 0.5 fps | 1 |" in report

@@ -146,7 +146,7 @@ def test_upload_on_predict_shows_the_models_label(server, page):
     expected = serving.load(_weights_dir() / "default").predict([image])[0]
     open_page(page, server, "", "Predict")
     screenshot(page, "predict")
-    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(str(image))
+    page.locator("[data-testid=stFileUploader] input[type=file]").first.set_input_files(str(image))  # photos
     heading = page.locator("[data-testid=stMain] h3").first
     heading.wait_for()
     settle(page)
@@ -164,6 +164,25 @@ def test_upload_on_predict_shows_the_models_label(server, page):
     settle(page)
     assert page.locator("[data-testid=stMain] [data-testid=stImage]").count() == images + 1
     screenshot(page, "predict-gradcam")
+
+
+def test_video_upload_on_predict_shows_the_clips_answer_and_timeline(server, page, tmp_path):
+    from test_video import write_photo_video
+
+    photos = load_unlabelled(find_data_dir(None))[:2]
+    clip = write_photo_video(tmp_path / "recital.mp4", [(photos[0], 4), (photos[1], 4)])
+    open_page(page, server, "", "Predict")
+    page.get_by_text("Video: which dance forms appear when").click()
+    page.locator("[data-testid=stExpander] [data-testid=stFileUploader] input[type=file]").set_input_files(str(clip))
+    heading = page.locator("[data-testid=stMain] h3", has_text="recital.mp4")
+    heading.wait_for()
+    settle(page)
+    assert heading.inner_text().startswith("recital.mp4: ")
+    assert page.get_by_text("Segments:").count() == 1 and page.get_by_text("0:00–").count() >= 1
+    assert page.locator("[data-testid=stPlotlyChart]").count() == 1  # the timeline (no photo uploaded)
+    assert page.get_by_text("most confident frames").count() >= 1
+    assert page.locator("[data-testid=stException]").count() == 0
+    screenshot(page, "predict-video")
 
 
 def test_label_issues_page_opens(server, page):

@@ -144,3 +144,35 @@ def test_structured_csv_rows_are_valid_or_reported(header, body, newline):
 @given(text=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass"))))
 def test_random_csv_text_raises_only_data_error(text):
     _check_table(text)
+
+
+def _video_seeds() -> dict[str, bytes]:
+    """Tiny clips in each container the app accepts (made with PyAV)."""
+    from test_video import write_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return {f"{ext}-{codec}": write_video(Path(tmp) / f"seed.{ext}", [("square", 1), ("stripes", 1)], side=32,
+                                              codec=codec, rate=5).read_bytes()
+                for ext, codec in (("mp4", "libx264"), ("mkv", "libx264"), ("webm", "libvpx"), ("mov", "mpeg4"))}
+
+
+VIDEO_SEEDS = _video_seeds()
+VIDEO_FUZZ = settings(max_examples=max(20, EXAMPLES // 4), deadline=None,
+                      derandomize="DANCE_FUZZ_EXAMPLES" not in os.environ,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@VIDEO_FUZZ
+@given(seed=st.sampled_from(sorted(VIDEO_SEEDS)), edits=st.lists(mutation, min_size=1, max_size=6))
+def test_mutated_videos_decode_or_raise_video_error(seed, edits, tmp_path_factory):
+    from dance.data.video import sample_frames
+    from dance.errors import VideoError
+
+    path = tmp_path_factory.mktemp("fuzz") / "fuzz.bin"
+    path.write_bytes(mutate(VIDEO_SEEDS[seed], edits))
+    try:
+        frames = list(sample_frames(path, fps=2))
+    except VideoError as exc:
+        assert str(exc).startswith("fuzz.bin: ") and "\n" not in str(exc)
+    else:
+        assert frames and all(f.image.mode == "RGB" and f.image.width >= 1 for f in frames)

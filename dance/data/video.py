@@ -3,14 +3,16 @@
 PyAV (whose wheels carry FFmpeg) demuxes and decodes. The file is checked before any frame is
 decoded (size, container, video stream, dimensions, frame rate and count, duration), and every
 failure is one `VideoError` sentence naming the file. Frames are sampled at `fps` per second of
-video: when the next sample lies further ahead than the keyframe spacing the decoder seeks to it by
-time, otherwise it decodes forward (cheaper than jumping back to the same keyframe). Each sampled
-frame is scaled down by FFmpeg while converting to RGB, and `sample_frames` is a generator, so a
-long 1080p clip never holds more than the frame being decoded and the one being returned.
+video: when the index shows a keyframe between the last decoded frame and the next sample, the
+decoder seeks to the sample by time; otherwise it decodes forward (cheaper than jumping back to the
+same keyframe); without an index it seeks when the sample lies beyond the keyframe spacing seen so far.
+Each sampled frame is scaled down by FFmpeg while converting to RGB, and `sample_frames` is a
+generator, so a long 1080p clip never holds more than the frame being decoded and the one returned.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import math
 from dataclasses import dataclass
@@ -29,7 +31,8 @@ VIDEO_SUFFIXES = ("mp4", "m4v", "mov", "webm", "mkv", "avi")
 UPLOAD_TYPES = ("mp4", "webm", "mov", "mkv")
 DEFAULT_FPS = VIDEO_FPS
 FRAME_SIDE = 480  # shorter side of returned frames: enough for every model's input (<= 368 px), thumbnails, Grad-CAM
-MIN_SEEK_GAP = 1.0  # seconds; a sample nearer than this is reached by decoding forward
+MIN_SEEK_GAP = 1.0  # seconds; without an index, a sample nearer than this is reached by decoding forward
+MAX_INDEX = 2_000_000  # index entries read to find keyframes (a bigger index: the heuristic instead)
 
 # container signatures (the bytes, not the suffix, say what a file is): a file that has one but cannot be
 # opened is damaged or truncated; one without is not a video at all
@@ -203,6 +206,17 @@ def _timing(stream, info: VideoInfo) -> tuple[Fraction, float, float]:
     return base, start, 1.0 / (info.fps or 1000.0)
 
 
+def _keyframes(stream, base: Fraction, start: float) -> list[float]:
+    """Sorted keyframe times (seconds) from the container's index: full for MP4/MOV, Matroska's cues once read."""
+    try:
+        entries = stream.index_entries
+        if len(entries) > MAX_INDEX:
+            return []
+        return sorted(float(e.timestamp * base) - start for e in entries if e.is_keyframe)
+    except (AttributeError, av.FFmpegError, OverflowError):
+        return []
+
+
 def _frame_time(frame, stream, start: float) -> float | None:
     """Seconds from the stream's start, or None when the frame carries no timestamp."""
     if frame.pts is None:
@@ -218,6 +232,7 @@ def _sample(container, stream, info: VideoInfo, fps: float, size: tuple[int, int
     frames = iter(())
     last = -math.inf  # time of the last decoded frame
     seek_gap = MIN_SEEK_GAP  # grows to the keyframe spacing once a seek lands no further than we already were
+    keys = _keyframes(stream, base, start)
     count, slot = 0, 0  # samples returned; the next sample is due at slot / fps seconds
     while True:
         target = slot / fps
@@ -225,7 +240,10 @@ def _sample(container, stream, info: VideoInfo, fps: float, size: tuple[int, int
             return
         if target > limits.max_duration or count >= limits.max_samples:
             raise VideoError(f"{name}: the video runs past the {clock(limits.max_duration)} limit.")
-        seeking = target - last > seek_gap
+        if len(keys) > 1:  # the index says where keyframes are: jump when one lies beyond the last decoded frame
+            seeking = keys[max(0, bisect.bisect_right(keys, target + 1e-6) - 1)] > last + step
+        else:  # no index (yet): jump when the sample is further than the keyframe spacing seen so far
+            seeking = target - last > seek_gap
         if seeking:
             try:
                 container.seek(int((target + start) / base), stream=stream, backward=True, any_frame=False)
@@ -242,6 +260,7 @@ def _sample(container, stream, info: VideoInfo, fps: float, size: tuple[int, int
                     seeking = False
                     if t <= last:  # it went back to where we had been: seeking that near is wasted work
                         seek_gap = max(seek_gap, target - t + 1e-3)
+                    keys = keys if len(keys) > 1 else _keyframes(stream, base, start)  # Matroska reads cues now
                 last = max(last, t)
                 if t + step / 2 >= target:
                     found = (t, frame.to_image(width=size[0], height=size[1]))

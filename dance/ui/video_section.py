@@ -76,7 +76,7 @@ def _headline(result: VideoPrediction) -> str:
     return f"{answer.label} ({answer.confidence:.1%})"
 
 
-def _frames(clip: Clip, predictor: Predictor, ref: CheckpointRef, number: int, cam: bool) -> None:
+def _frames(clip: Clip, predictor: Predictor, ref: CheckpointRef, cam: bool) -> None:
     """Each segment's most confident frames as thumbnails (Grad-CAM overlays for the segment's class when asked)."""
     result = clip.result
     for n, seg in enumerate(result.segments):
@@ -111,10 +111,13 @@ def _show(clip: Clip, predictor: Predictor, ref: CheckpointRef, number: int) -> 
         st.plotly_chart(video_timeline_figure(result.times, result.probs, result.classes, spans),
                         key=f"{KEY}_timeline_{number}", config={"displayModeBar": False})
         st.dataframe(pd.DataFrame(result.segment_rows()).drop(columns=["start", "end", "best_times"]),
-                     hide_index=True, width="stretch", key=f"{KEY}_segments_{number}")
+                     hide_index=True, width="stretch", key=f"{KEY}_segments_{number}", column_config={
+                         "start_clock": "from", "end_clock": "to",
+                         "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0,
+                                                                       max_value=1)})
         cam = st.toggle("Grad-CAM on these frames", key=f"{KEY}_cam_{number}",
                         help="Where the model looked for each segment's class; red is strongest.")
-        _frames(clip, predictor, ref, number, cam)
+        _frames(clip, predictor, ref, cam)
         stem = os.path.splitext(os.path.basename(result.video))[0] or "video"
         with st.container(horizontal=True):
             st.download_button("Frames CSV", result.frames_csv(), f"{stem}.frames.csv", "text/csv",
