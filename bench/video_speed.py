@@ -68,7 +68,7 @@ def every_frame(path: Path) -> tuple[int, float]:
 
 def run(seconds: float, fps_list: list[float], weights: str, command: str, size: tuple[int, int] = (1920, 1080)) -> str:
     """Run every measurement and return video.md as Markdown."""
-    from dance.inference.predict import Predictor
+    from dance.inference import serving
     from dance.inference.video import predict_video
 
     info = machine_info()
@@ -100,7 +100,7 @@ def run(seconds: float, fps_list: list[float], weights: str, command: str, size:
             took = time.perf_counter() - start
             lines.append(f"| `sample_frames` at {fps:g} fps | {n} | {took:.2f} | {n / took:.1f} | "
                          f"{seconds / took:.2f} | {peak_rss_mb():.0f} |")
-        predictor = Predictor.load(weights)
+        predictor = serving.load(weights)
         lines += ["", f"## End to end: decode + predict (`predict_video`, checkpoint `{weights}`, "
                   f"backend {predictor.backend})", "",
                   "| sampling | frames | seconds | frames/s end to end | video seconds per second | peak RSS MB |",

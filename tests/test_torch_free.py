@@ -32,6 +32,16 @@ def test_predict_runs_without_torch(real_data):
     assert result.stderr == ""  # no fallback note: the shipped ONNX model answered
 
 
+def test_video_predict_runs_without_torch(tmp_path):
+    from test_video import write_video
+
+    clip = write_video(tmp_path / "clip.mp4", [("square", 2)])
+    result = guarded("-m", "dance", "predict", str(clip), "--json", "--fps", "1")
+    assert result.returncode == 0, result.stderr
+    assert f'"video": "{clip}"' in result.stdout and '"segments": ' in result.stdout
+    assert "torch import attempted" not in result.stderr
+
+
 def test_submit_runs_without_torch(tiny_checkpoint, synth_data, tmp_path):
     out = tmp_path / "submission.csv"
     result = guarded("-m", "dance", "submit", "--data", str(synth_data), "--weights", str(tiny_checkpoint),

@@ -128,6 +128,8 @@ def _stream_info(container, name: str):
         raise VideoError(f"{name}: the file has no video stream (audio or data only).")
     stream = streams[0]
     ctx = stream.codec_context
+    if ctx is None:  # FFmpeg has no decoder for the stream's codec (or the header names none)
+        raise VideoError(f"{name}: the video stream's codec cannot be decoded (unknown or unsupported).")
     duration = None
     if stream.duration is not None and stream.time_base is not None:
         duration = float(stream.duration * stream.time_base)
