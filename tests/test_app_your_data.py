@@ -93,6 +93,11 @@ def test_zip_trains_in_quick_mode_and_the_model_answers_on_predict(env):
     at.button(key="yd_try").click().run()
     assert not at.exception, at.exception
     assert at.selectbox(key="predict_model").value == "shapes-quick"  # the refreshed list holds it, chosen
+    at.switch_page("dance/ui/pages/evaluate.py").run()
+    at.selectbox(key="eval_model").set_value("shapes-quick").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    images = next(m.value for m in at.metric if m.label == "Images")
+    assert images == str(len(model.meta["split"]["val_images"])) == "5"  # scored on its own set's hold-out
 
 
 def test_bad_zip_is_one_sentence_and_leaves_nothing(env):

@@ -186,6 +186,20 @@ def test_sets_from_class_uploads_and_webcam_shots(user_data):
     assert [s.name for s in datasets.list_sets()] == ["tm"]
 
 
+def test_file_names_stay_unique_across_classes_and_a_sidecar_finds_its_set(user_data):
+    same_names = make_zip({f"{kind}/1.jpg": jpeg(kind, c) for c, kind in enumerate(("circle", "square", "stripes"))})
+    info = datasets.import_zip(same_names, "clash")
+    names = sorted(Path(p).name for p in datasets.validate_set(info.path).rows["path"])
+    assert names == ["1-2.jpg", "1-3.jpg", "1.jpg"]  # hold-out lists in sidecars are by file name
+    uploads = datasets.create_from_classes("up", {"a": [("x.jpg", jpeg("circle", 1))],
+                                                  "b": [("x.jpg", jpeg("square", 2))]})
+    rows = datasets.validate_set(uploads.path).rows
+    assert sorted(Path(p).name for p in rows["path"]) == ["0000-x.jpg", "0001-x.jpg"]
+    assert datasets.training_folder({"data": {"folder": "clash"}}) == info.path
+    assert datasets.training_folder({"data": {"folder": "dance"}}) is None
+    assert datasets.training_folder({"data": {"folder": "../etc"}}) is None and datasets.training_folder({}) is None
+
+
 def test_near_duplicates_are_grouped(user_data):
     same = jpeg("circle", 5, size=64)
     info = datasets.create_from_classes("dups", {"a": [("1.jpg", same), ("2.jpg", same), ("3.jpg", jpeg("square", 6))],

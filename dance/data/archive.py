@@ -146,6 +146,18 @@ def _is_image(path: str) -> bool:
     return path.lower().endswith(IMAGE_SUFFIXES)
 
 
+def _unique(file_name: str, taken: set[str]) -> str:
+    """`file_name`, or `stem-2.jpg`, `stem-3.jpg`... when another class folder has the same name: file names (not
+    paths) identify a checkpoint's hold-out images, so cats/1.jpg and dogs/1.jpg must not share one."""
+    stem, dot, suffix = file_name.rpartition(".")
+    candidate, n = file_name, 1
+    while candidate.lower() in taken:
+        n += 1
+        candidate = f"{stem}-{n}{dot}{suffix}"
+    taken.add(candidate.lower())
+    return candidate
+
+
 def _choose_csv(csvs: list[str], name: str) -> str:
     """The labels CSV among several: the only one, or train.csv."""
     if len(csvs) == 1:
@@ -192,14 +204,14 @@ def _plan(zf: zipfile.ZipFile, name: str) -> ZipPlan:
     if top and all("/" not in rel[i.filename] for i in images):
         raise DataError(f"{name}: holds only one class folder ({top.rstrip('/')!r}); a classifier needs at least "
                         "2 classes, each in its own folder.")
-    members = []
+    members, taken = [], set()
     for info in images:
         parts = rel[info.filename].split("/")
         if len(parts) != 2:
             where = "at the top level" if len(parts) == 1 else "in a nested folder"
             raise DataError(f"{name}: image {info.filename!r} is {where}; put the images in one folder per class "
                             "(cats/1.jpg, dogs/2.jpg) or add an Image,target CSV.")
-        members.append(Member(info, "/".join(parts), parts[0]))
+        members.append(Member(info, f"{parts[0]}/{_unique(parts[1], taken)}", parts[0]))
     by_case: dict[str, str] = {}
     for label in sorted({m.label for m in members}):
         if label.lower() in by_case:

@@ -187,10 +187,11 @@ def create_from_classes(name: str, classes: Mapping[str, Sequence[tuple[str, byt
         label = raw.strip()
         if not items:
             raise DataError(f"Class {label!r} has no images yet.")
-        for i, (file_name, data) in enumerate(items):
+        for file_name, data in items:
             if not file_name.lower().endswith(IMAGE_SUFFIXES):
                 raise DataError(f"{file_name}: not an image file name ({', '.join(UPLOAD_TYPES)}).")
-            rel = f"{label}/{_safe_file_name(file_name, i)}"
+            # numbered across all classes: file names (not paths) identify hold-out images in a sidecar
+            rel = f"{label}/{_safe_file_name(file_name, len(rows))}"
             rows.append((rel, label))
             files.append((rel, data))
     return write_set(name, files, labels_csv(rows), source, replace)
@@ -212,6 +213,16 @@ def list_sets() -> list[SetInfo]:
         meta = meta if isinstance(meta, dict) else {}
         found.append(SetInfo(folder.name, folder, str(meta.get("source", "")), str(meta.get("created", ""))))
     return found
+
+
+def training_folder(meta: dict) -> Path | None:
+    """The user set a checkpoint was trained on (its sidecar's data folder, when that is a set here), else None."""
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    name = str(data.get("folder", ""))
+    if not NAME_PATTERN.match(name) or name.lower() in RESERVED:
+        return None
+    folder = paths.user_data_root() / name
+    return folder if (folder / "train.csv").is_file() else None
 
 
 def delete_set(name: str) -> None:

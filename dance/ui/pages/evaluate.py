@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dance.data import datasets
 from dance.inference.assess import evaluate_checkpoint, holdout_names
 from dance.inference.predict import Predictor
 from dance.plots import confusion_figure, coverage_figure, reliability_figure
@@ -179,14 +180,16 @@ def _load(split: str) -> Loaded | None:
         path = Path(st.selectbox("Cross-validation run", runs, key="eval_oof_run", format_func=run_label))
         return Loaded(_oof_predictions(str(path), path.stat().st_mtime),
                       f"out-of-fold predictions of {path.parent.name}")
-    folder, problem = data_dir_or_error()
-    if folder is None:
-        st.error(problem)
-        return None
     ref = checkpoint_picker("Checkpoint", key="eval_model")
     if ref is None:
         return None
     predictor = load_predictor(ref)
+    folder = datasets.training_folder(predictor.ckpt.meta)  # a model of a user set is scored on that set
+    if folder is None:
+        folder, problem = data_dir_or_error()
+    if folder is None:
+        st.error(problem)
+        return None
     if split == "holdout" and not holdout_names(predictor.ckpt.meta):
         _no_holdout(predictor)
         return None
