@@ -147,3 +147,15 @@ def test_checkpoint_export_then_import_under_a_new_name(env):
     assert checkpoint.load(env / "weights" / "shared").classes == checkpoint.load(env / "weights" / "default").classes
     at.switch_page("dance/ui/pages/predict.py").run()
     assert "shared" in at.selectbox(key="predict_model").options
+
+
+def test_cross_validation_on_request_writes_a_run_that_evaluate_and_label_issues_read(env):
+    at = import_zip(your_data_page(), two_class_zip(per_class=6), "small")
+    at.button(key="yd_cv").click().run()
+    assert not at.exception, at.exception
+    assert any(i.value.startswith("Cross-validated (5 folds, 12 images): macro-F1 ") for i in at.info)
+    runs = list((env / "runs" / "cv").glob("small-*/oof.csv"))
+    assert len(runs) == 1
+    at.switch_page("dance/ui/pages/label_issues.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "python -m dance cv" not in " ".join(i.value for i in at.info)  # it found the run
