@@ -283,16 +283,36 @@ def cmd_attach_cv(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a checkpoint to ONNX beside it (`<stem>.onnx`), verified against torch."""
-    from dance.models import checkpoint
-    from dance.models.export import export_onnx
+    """Export a checkpoint to ONNX beside it (`<stem>.onnx`, verified against torch) and/or quantize it to int8."""
+    from dance.models import checkpoint, sidecar
+    from dance.models.onnx_session import recorded
 
-    if not args.onnx:
-        print("error: choose a format: --onnx", file=sys.stderr)
+    if not (args.onnx or args.int8):
+        print("error: choose a format: --onnx and/or --int8", file=sys.stderr)
         return 2
-    ckpt = checkpoint.load(args.weights)
-    path = export_onnx(ckpt, args.output)
-    print(f"wrote {path} (verified against torch; `predict` and the app now use ONNX Runtime for these weights)")
+    if args.onnx or recorded(sidecar.read_sidecar(sidecar.resolve(args.weights)), "fp32") is None:
+        from dance.models.export import export_onnx
+
+        path = export_onnx(checkpoint.load(args.weights), args.output)
+        print(f"wrote {path} (verified against torch; `predict` and the app now use ONNX Runtime for these weights)")
+    if not args.int8:
+        return 0
+    from dance.training.quantize import quantize_checkpoint
+
+    result = quantize_checkpoint(sidecar.resolve(args.weights), args.data, calibration=args.calibration,
+                                 log=lambda line: print(line, flush=True))
+    c = result.check
+    print(f"int8 vs fp32 on {c['images']} labelled images not used for calibration: top-1 agreement "
+          f"{c['top1_agreement']:.1%}, largest probability difference {c['max_prob_diff']:.3f}, accuracy "
+          f"{c['fp32_accuracy_seen']:.3f} fp32 / {c['int8_accuracy_seen']:.3f} int8 (images it may have trained on)")
+    if "holdout_int8" in c:
+        h32, h8 = c["holdout_fp32"], c["holdout_int8"]
+        print(f"hold-out ({h32['count']} images): accuracy {h32['accuracy']:.3f} fp32 / {h8['accuracy']:.3f} int8, "
+              f"macro-F1 {h32['macro_f1']:.3f} / {h8['macro_f1']:.3f}")
+    if not result.accepted:
+        print(f"int8 refused: {c['refused']}; the fp32 model stays the served one (check stored in the sidecar)")
+        return 1
+    print(f"wrote {result.path} ({c['size_mb']:.1f} MB; served by default, `--precision fp32` for the other)")
     return 0
 
 
@@ -527,6 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (faster CPU inference)")
     p.add_argument("--onnx", action="store_true", help="write <checkpoint>.onnx")
+    p.add_argument("--int8", action="store_true",
+                   help="also write <checkpoint>.int8.onnx (static QDQ, calibrated on training images, checked)")
+    p.add_argument("--calibration", type=int, default=96, help="training images used to calibrate int8 (default 96)")
+    data_option(p)
     p.add_argument("--weights", default="default", help="checkpoint name in weights/ or path")
     p.add_argument("--output", help="file to write (default: beside the checkpoint)")
     p.set_defaults(func=cmd_export)

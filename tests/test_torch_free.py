@@ -24,6 +24,19 @@ def test_the_guard_catches_a_torch_import():
     assert result.returncode == 99 and "torch import attempted" in result.stderr
 
 
+def test_predict_without_torch_or_a_valid_onnx_file_is_one_sentence(tiny_checkpoint, tmp_path):
+    import shutil
+
+    for suffix in (".safetensors", ".json", ".onnx"):
+        shutil.copy(tiny_checkpoint.with_suffix(suffix), tmp_path / f"tiny{suffix}")
+    (tmp_path / "tiny.onnx").write_bytes(b"tampered")
+    result = guarded("-m", "dance", "predict", str(tmp_path / "tiny.onnx"), "--weights", str(tmp_path / "tiny"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (f"error: {tmp_path / 'tiny.onnx'}: its SHA-256 does not match the one in "
+                                     "tiny.json (changed after export), so it is refused. torch is not installed "
+                                     "either, so nothing can answer.")
+
+
 def test_predict_runs_without_torch(real_data):
     photo = sorted((real_data / "test").glob("*.jpg"))[0]
     result = guarded("-m", "dance", "predict", str(photo), "--json")
@@ -48,3 +61,14 @@ def test_submit_runs_without_torch(tiny_checkpoint, synth_data, tmp_path):
                      "--output", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_text().splitlines()[0] == "Image,target" and len(out.read_text().splitlines()) == 5
+
+
+def test_predict_page_serves_without_torch_and_other_pages_say_why_not(real_data):
+    photo = sorted((real_data / "test").glob("*.jpg"))[0]
+    result = guarded("--app", str(photo))
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = ("HEADINGS", "WARNINGS", "EVALUATE")
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(shown))
+    assert lines["HEADINGS"].startswith("['### ") and lines["WARNINGS"] == "[]"
+    assert lines["EVALUATE"] == ("['Evaluate needs the full install (`pip install -r requirements.txt`); this slim "
+                                 "install serves Predict and Data set only.']")

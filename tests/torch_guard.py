@@ -1,51 +1,65 @@
-"""Run a module or the Predict page with torch and torchvision unimportable; report any attempt to import them.
+"""Run a module or the app's pages as if torch were not installed; report any attempt to import it.
 
-Usage: python tests/torch_guard.py -m dance predict photo.jpg  |  python tests/torch_guard.py --predict-page
-Exit status: the command's, or 99 when something tried to import torch (the attempts are printed on stderr).
+Usage: python tests/torch_guard.py -m dance predict photo.jpg  |  python tests/torch_guard.py --app PHOTO
+torch and torchvision are made absent (`sys.modules[name] = None`: `importlib.util.find_spec` says not installed,
+`import` fails) and every `import` statement naming them is recorded. Exit status: the command's, or 99 when
+something tried to import torch (the attempts are printed on stderr).
 """
 
 from __future__ import annotations
 
+import builtins
 import runpy
 import sys
 import traceback
 
 BLOCKED = ("torch", "torchvision")
 attempts: list[str] = []
+_real_import = builtins.__import__
 
 
-class BlockTorch:
-    """A meta-path finder that refuses torch and torchvision and records who asked."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            attempts.append(name + "\n" + "".join(traceback.format_stack(limit=8)))
-            raise ImportError(f"{name} is blocked by tests/torch_guard.py")
-        return None
+def _guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+    """builtins.__import__ that records and refuses torch / torchvision."""
+    if level == 0 and name.split(".")[0] in BLOCKED:
+        attempts.append(name + "\n" + "".join(traceback.format_stack(limit=8)))
+        raise ModuleNotFoundError(f"No module named {name!r} (blocked by tests/torch_guard.py)", name=name)
+    return _real_import(name, globals, locals, fromlist, level)
 
 
-def predict_page() -> int:
-    """Render the Predict page with streamlit's AppTest; 0 when it ran without an exception."""
+def app(photo: str) -> int:
+    """Render Predict, upload `photo`, then open a torch page; print what was shown; 0 when nothing failed."""
+    from pathlib import Path
+
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file("app.py", default_timeout=120)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("dance/ui/pages/predict.py").run()
+    at.file_uploader[0].upload(Path(photo).name, Path(photo).read_bytes(), "image/jpeg")
+    at.run()
+    shown = [m.value for m in at.markdown if m.value.startswith("### ")]
+    warnings = [w.value for w in at.warning] + [e.value for e in at.error]
+    # without torch the Evaluate page is a function page (url "evaluate"); switch_page only finds file pages
+    at._page_hash = next(h for h, info in at._registered_pages.items() if info.get("url_pathname") == "evaluate")
+    at.run()
     if at.exception:
         print(at.exception, file=sys.stderr)
         return 1
-    print("\n".join(m.value for m in at.markdown))
+    print("HEADINGS", shown)
+    print("WARNINGS", warnings)
+    print("EVALUATE", [i.value for i in at.info])
     return 0
 
 
 def main() -> int:
-    sys.meta_path.insert(0, BlockTorch())
     for name in [m for m in sys.modules if m.split(".")[0] in BLOCKED]:
         del sys.modules[name]
+    for name in BLOCKED:
+        sys.modules[name] = None  # "not installed"
+    builtins.__import__ = _guarded_import
     code = 0
     try:
-        if sys.argv[1] == "--predict-page":
-            code = predict_page()
+        if sys.argv[1] == "--app":
+            code = app(sys.argv[2])
         else:
             assert sys.argv[1] == "-m"
             sys.argv = sys.argv[2:]

@@ -140,10 +140,14 @@ class Predictor:
         """A sentence to show with every answer when this checkpoint's tested accuracy is poor or unknown."""
         return accuracy_warning(self.ckpt.meta, len(self.classes), self.ckpt.name)
 
+    @property
+    def decode_side(self) -> int:
+        """Shorter side images are brought to before the square resize (as the training cache stores them)."""
+        return math.ceil(self.ckpt.image_size * 1.15)
+
     def preprocess(self, image) -> np.ndarray:
         """RGB PIL image -> normalised float32 (3, S, S), exactly as evaluation in training."""
-        side = math.ceil(self.ckpt.image_size * 1.15)
-        return self.transform(np.asarray(resize_shorter(image, side), dtype=np.uint8))
+        return self.transform(np.asarray(resize_shorter(image, self.decode_side), dtype=np.uint8))
 
     def logits(self, batch: np.ndarray, tta: bool | None = None) -> np.ndarray:
         """(N, 3, S, S) -> (N, C) logits (TTA averages log-probabilities over flip/crop views)."""
@@ -179,7 +183,8 @@ class Predictor:
             name, data = source if isinstance(source, tuple) else (str(source), source)
             results.append(None)
             try:
-                pending.append((len(results) - 1, name, load_image(data, name=name)))
+                # JPEGs decode straight at the smallest DCT scale still >= decode_side (draft mode)
+                pending.append((len(results) - 1, name, load_image(data, name=name, min_side=self.decode_side)))
             except ImageError as exc:
                 results[-1] = ImagePrediction(name, error=str(exc))
             if len(pending) >= batch_size:
