@@ -297,7 +297,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {path} (verified against torch; `predict` and the app now use ONNX Runtime for these weights)")
     if not args.int8:
         return 0
-    from dance.training.quantize import quantize_checkpoint
+    from dance.inference.quantize import quantize_checkpoint
 
     result = quantize_checkpoint(sidecar.resolve(args.weights), args.data, calibration=args.calibration,
                                  log=lambda line: print(line, flush=True))

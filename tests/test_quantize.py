@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from dance.cli import main
-from dance.inference import serving
+from dance.inference import quantize, serving
 from dance.models import sidecar
 from dance.models.onnx_session import onnx_path, sha256_bytes
-from dance.training import quantize
 
 
 def copy_checkpoint(stem: Path, folder: Path) -> Path:
