@@ -1,9 +1,9 @@
-"""Run a module or the app's pages as if torch were not installed; report any attempt to import it.
+"""Run a module or the app's pages as in the slim install (requirements-serve.txt); report imports of what it lacks.
 
 Usage: python tests/torch_guard.py -m dance predict photo.jpg  |  python tests/torch_guard.py --app PHOTO
-torch and torchvision are made absent (`sys.modules[name] = None`: `importlib.util.find_spec` says not installed,
-`import` fails) and every `import` statement naming them is recorded. Exit status: the command's, or 99 when
-something tried to import torch (the attempts are printed on stderr).
+torch, torchvision and the other full-install packages are made absent (`sys.modules[name] = None`:
+`importlib.util.find_spec` says not installed, `import` fails) and every `import` statement naming them is
+recorded. Exit status: the command's, or 99 when something tried to import one (the attempts go to stderr).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import runpy
 import sys
 import traceback
 
-BLOCKED = ("torch", "torchvision")
+BLOCKED = ("torch", "torchvision", "sklearn", "scipy", "safetensors", "onnx", "efficientnet_lite_pytorch")
 attempts: list[str] = []
 _real_import = builtins.__import__
 
@@ -70,7 +70,7 @@ def main() -> int:
         traceback.print_exc()
         code = 1
     if attempts:
-        print("torch import attempted:\n" + "\n".join(attempts), file=sys.stderr)
+        print("import of a full-install package attempted:\n" + "\n".join(attempts), file=sys.stderr)
         return 99
     return code
 

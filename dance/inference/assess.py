@@ -10,13 +10,9 @@ from dance.data.labels import load_labelled
 from dance.errors import DataError
 from dance.inference import serving
 from dance.inference.predict import Predictor
+from dance.models.sidecar import holdout_names  # noqa: F401 - also imported from here by pages
 from dance.paths import find_data_dir
 from dance.trust.interpret import Predictions
-
-
-def holdout_names(meta: dict) -> list[str]:
-    """Image names the checkpoint held out during training (empty when it trained on everything)."""
-    return list(meta.get("split", {}).get("val_images", []))
 
 
 def evaluate_checkpoint(

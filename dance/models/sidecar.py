@@ -162,3 +162,8 @@ def update_sidecar(stem: str | os.PathLike, **fields: Any) -> dict[str, Any]:
     meta.update(fields)
     atomic_write_json(stem.with_suffix(".json"), meta)
     return meta
+
+
+def holdout_names(meta: dict) -> list[str]:
+    """Image names the checkpoint held out during training (empty when it trained on everything)."""
+    return list(meta.get("split", {}).get("val_images", []))

@@ -12,9 +12,9 @@ import streamlit as st
 from dance.data.images import ACCEPTED_TEXT, UPLOAD_TYPES
 from dance.data.labels import load_unlabelled, read_labels
 from dance.errors import DanceError
-from dance.inference.assess import holdout_names
 from dance.inference.predict import ImagePrediction, Predictor
 from dance.inference.submission import submission_csv
+from dance.models.sidecar import holdout_names
 from dance.plots import probability_figure
 from dance.ui.cache import (
     MODEL_REQUEST,
