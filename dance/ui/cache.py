@@ -64,7 +64,7 @@ MODEL_REQUEST = "predict_model_request"  # another page (Train's "Open in Predic
 
 def served_name() -> str:
     """The checkpoint the app serves right now: the one last picked on Predict, else the shipped default."""
-    return str(st.session_state.get(SERVED_KEY) or checkpoint.DEFAULT_NAME)
+    return str(st.session_state.get(SERVED_KEY) or sidecar.DEFAULT_NAME)
 
 
 def served_run_first(runs: list[Path], name: str | None = None) -> list[Path]:
