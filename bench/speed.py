@@ -575,6 +575,10 @@ def main(argv: list[str] | None = None) -> int:
                         train_device=args.train_device, latency=not args.no_latency,
                         command=" ".join(["python -m bench.speed", *(argv if argv is not None else sys.argv[1:])]))
     report = run(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.output != "-" and Path(args.output).exists():  # keep the section `python -m bench.serving` writes
+        from bench.serving import keep_section
+
+        report = report.rstrip("\n") + "\n\n" + keep_section(Path(args.output).read_text(encoding="utf-8"))
     if args.output == "-":
         print(report)
     else:
