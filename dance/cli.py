@@ -119,6 +119,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from dance.inference import serving
     from dance.inference.predict import image_files
 
+    if not 0 < args.fps <= 60:
+        raise DanceError(f"--fps {args.fps:g} is not between 0 and 60 frames per second.")
     predictor = serving.load(args.weights, tta=args.tta, backend=args.backend, precision=args.precision)
     for note in predictor.notes:
         print(f"note: {note}", file=sys.stderr)

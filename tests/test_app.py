@@ -598,8 +598,8 @@ def test_video_upload_on_predict_reads_as_segments_with_frames_and_downloads(wei
     uploader.upload("notes.mp4", b"this is text, not a video", "video/mp4")
     at.run()
     assert not at.exception, at.exception
-    assert [e.value for e in at.error] == ["notes.mp4: not a video file (no MP4, MOV, WebM, MKV or AVI container "
-                                           "found)."]
+    assert [e.value for e in at.error] == [md_escape("notes.mp4: not a video file (no MP4, MOV, WebM, MKV or AVI "
+                                                     "container found).")]
     [heading] = [m.value for m in at.markdown if m.value.startswith("### ")]
     assert heading.startswith(f"### {md_escape('recital [1].mp4')}: ")
     table = [d.value for d in at.dataframe if "answer" in d.value.columns][-1]

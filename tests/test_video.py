@@ -123,6 +123,10 @@ def bad_files(tmp: Path) -> dict[str, tuple[Path, VideoLimits, str]]:
     synthetic_image("circle", 1).save(photo, format="JPEG")
     random = tmp / "noise.mkv"
     random.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    playlist = tmp / "list.mp4"  # an HLS playlist would make FFmpeg open the files it names: never parsed
+    playlist.write_bytes(b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")
+    wave = tmp / "sound.avi"  # RIFF, but WAVE audio rather than AVI
+    wave.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(32))
     empty = tmp / "empty.webm"
     empty.write_bytes(b"")
     cut_mp4 = tmp / "cut.mp4"  # index (moov) at the end: half a file cannot be opened at all
@@ -141,6 +145,8 @@ def bad_files(tmp: Path) -> dict[str, tuple[Path, VideoLimits, str]]:
     return {
         "not a video (a JPEG)": (photo, VideoLimits(), "not a video file"),
         "not a video (noise)": (random, VideoLimits(), "not a video file"),
+        "not a video (a playlist)": (playlist, VideoLimits(), "not a video file"),
+        "not a video (RIFF audio)": (wave, VideoLimits(), "not a video file"),
         "zero bytes": (empty, VideoLimits(), "empty (0 bytes)"),
         "truncated, index lost": (cut_mp4, VideoLimits(), "damaged or truncated"),
         "truncated, header kept": (cut_mkv, VideoLimits(), "truncated"),
@@ -314,3 +320,10 @@ def test_cli_predicts_a_mixed_list_of_photos_and_videos(two_part, tiny_checkpoin
     assert out[0].startswith(f"{photo}: stripes ") and out[1].startswith(f"{two_part}: ")
     assert out[2].startswith("  0:00–0:0") and out[2].split()[1] == "square" and out[3].split()[1] == "stripes"
     assert out[4] == f"ERROR {bad}: the video file is damaged or truncated and cannot be opened."
+
+
+def test_cli_refuses_a_sampling_rate_out_of_range_in_one_line(two_part):
+    done = subprocess.run([sys.executable, "-m", "dance", "predict", str(two_part), "--fps", "0"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == "error: --fps 0 is not between 0 and 60 frames per second.\n"

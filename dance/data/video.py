@@ -34,10 +34,11 @@ FRAME_SIDE = 480  # shorter side of returned frames: enough for every model's in
 MIN_SEEK_GAP = 1.0  # seconds; without an index, a sample nearer than this is reached by decoding forward
 MAX_INDEX = 2_000_000  # index entries read to find keyframes (a bigger index: the heuristic instead)
 
-# container signatures (the bytes, not the suffix, say what a file is): a file that has one but cannot be
-# opened is damaged or truncated; one without is not a video at all
-_SIGNATURES = ((4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (4, b"wide"), (4, b"free"), (0, b"\x1aE\xdf\xa3"),
-               (0, b"RIFF"))
+# container signatures -> the FFmpeg demuxer that alone may read the file (the bytes, not the suffix, say what
+# a file is; forcing the demuxer means no other of FFmpeg's dozens, such as playlists that open further files,
+# ever parses an upload). A file with a signature that cannot be opened is damaged; one without is no video.
+_SIGNATURES = ((4, b"ftyp", "mov"), (4, b"moov", "mov"), (4, b"mdat", "mov"), (4, b"wide", "mov"),
+               (4, b"free", "mov"), (0, b"\x1aE\xdf\xa3", "matroska"), (0, b"RIFF", "avi"))
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,8 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _check_file(path: Path, name: str, limits: VideoLimits) -> None:
-    """Refuse a missing, empty or oversized file, and one whose first bytes are no video container."""
+def _check_file(path: Path, name: str, limits: VideoLimits) -> bytes:
+    """The first bytes of a file, refusing a missing, empty or oversized one."""
     try:
         if not path.is_file():
             raise VideoError(f"{name}: file not found.")
@@ -102,19 +103,22 @@ def _check_file(path: Path, name: str, limits: VideoLimits) -> None:
         raise VideoError(f"{name}: file is empty (0 bytes).")
     if size > limits.max_bytes:
         raise VideoError(f"{name}: file is {size / 1e6:.1f} MB, over the {limits.max_bytes / 1e6:.0f} MB limit.")
-    if not _has_signature(head):  # FFmpeg's other demuxers (dozens of formats) never see an upload
-        raise VideoError(f"{name}: not a video file (no MP4, MOV, WebM, MKV or AVI container found).")
+    return head
 
 
-def _has_signature(head: bytes) -> bool:
-    """Whether the first bytes look like an MP4/MOV, Matroska/WebM or AVI container."""
-    return any(head[at:at + len(sig)] == sig for at, sig in _SIGNATURES)
+def _demuxer(head: bytes, name: str) -> str:
+    """The FFmpeg demuxer for a file's first bytes (MP4/MOV, Matroska/WebM, AVI); anything else is refused."""
+    for at, signature, demuxer in _SIGNATURES:
+        if head[at:at + len(signature)] == signature and (demuxer != "avi" or head[8:12] == b"AVI "):
+            return demuxer
+    raise VideoError(f"{name}: not a video file (no MP4, MOV, WebM, MKV or AVI container found).")
 
 
-def _open(path: Path, name: str):
-    """av.open of a file whose signature is a video container's; a failure means it is damaged or truncated."""
+def _open(path: Path, name: str, head: bytes):
+    """av.open with the demuxer the signature names; a failure means the file is damaged or truncated."""
+    demuxer = _demuxer(head, name)
     try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
+        return av.open(str(path), mode="r", format=demuxer, metadata_errors="ignore")
     except av.error.EOFError:  # FFmpeg reached the end looking for the first frame: a header and nothing else
         raise VideoError(f"{name}: the video has zero length (the file ends before its first frame).") from None
     except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError):
@@ -168,8 +172,8 @@ def _opened(source: VideoSource, name: str | None, limits: VideoLimits):
     """(container, first video stream, VideoInfo) of a file that passed every check; closed on exit."""
     path = Path(source)
     name = name or path.name
-    _check_file(path, name, limits)
-    with _open(path, name) as container:
+    head = _check_file(path, name, limits)
+    with _open(path, name, head) as container:
         stream, info = _stream_info(container, name)
         _check_info(info, limits)
         yield container, stream, info

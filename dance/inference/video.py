@@ -261,7 +261,7 @@ def predict_video(predictor: Predictor, source: VideoSource, fps: float = DEFAUL
             if len(batch) == BATCH:
                 _classify_batch(predictor, batch, name, times, rows)  # empties the batch: only a few frames held
                 if progress:
-                    progress(len(times), max(expected or 0, len(times)) or None)
+                    progress(len(times), None if expected is None else max(expected, len(times)))
         if batch:
             _classify_batch(predictor, batch, name, times, rows)
         if progress:

@@ -100,7 +100,7 @@ def _show(clip: Clip, predictor: Predictor, ref: CheckpointRef, number: int) -> 
     """One video's answer, timeline, segments, frames and downloads."""
     result = clip.result
     if not result.ok:
-        st.error(result.error)  # the message names the file; st.error renders no HTML
+        st.error(md_escape(result.error))  # the message names the file: Markdown in it must not render
         return
     with st.container(border=True):
         st.markdown(f"### {md_escape(result.video)}: {md_escape(_headline(result))}")
