@@ -265,6 +265,19 @@ def cmd_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cv_ensemble(args: argparse.Namespace) -> int:
+    """Score an ensemble of CV runs on their common folds (each fold: only the members' models of that fold)."""
+    from dance.training.ensemble import ensemble_runs
+
+    s = ensemble_runs(args.runs, name=args.name, tta=args.tta,
+                      command=" ".join(["python -m dance", *sys.argv[1:]]))
+    tta = f"  with TTA {s['tta_metrics']['macro_f1']['mean']:.4f}" if s["tta_metrics"] else ""
+    print(f"ensemble of {len(args.runs)} runs, {len(s['folds'])} folds: macro-F1 {s['macro_f1']['mean']:.4f} ± "
+          f"{s['macro_f1']['std']:.4f}  accuracy {s['accuracy']['mean']:.4f} ± {s['accuracy']['std']:.4f}{tta}")
+    print(f"wrote runs/cv/{s['name']}/report.md, report.json and oof.csv")
+    return 0
+
+
 def cmd_cv_compare(args: argparse.Namespace) -> int:
     """Paired comparison of two CV runs on the same folds: per-fold differences, p-values, a verdict."""
     from dance.training.compare import compare_runs, comparison_text
@@ -532,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "numbers; the grouped default is the figure that counts)")
     _add_train_options(p)
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("cv-ensemble", help="score an ensemble of cv runs made on the same folds (no training)")
+    p.add_argument("runs", nargs="+", help="cv run folders (runs/cv/<name>), all on the same folds")
+    p.add_argument("--name", help="run name under runs/cv/ (default ensemble-<members>)")
+    p.add_argument("--tta", action="store_true", help="also score the members' TTA predictions")
+    p.set_defaults(func=cmd_cv_ensemble)
 
     p = sub.add_parser("cv-compare", help="paired comparison of two cv runs on the same folds")
     p.add_argument("run_a", help="baseline cv run folder (runs/cv/<name>)")

@@ -59,6 +59,7 @@ class TrainConfig:
     teacher: str = ""  # distillation: checkpoint whose predictions are also learnt ("{fold}" = each CV fold's model)
     distill_weight: float = 0.5  # share of the loss that matches the teacher (when a teacher is set)
     distill_temperature: float = 2.0  # softens both distributions before they are compared
+    unlabelled: str = ""  # distillation: a folder of unlabelled images added with the teacher's soft targets only
     class_weights: str = "none"  # "balanced": loss (probe: logistic regression) weighted by inverse class frequency
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

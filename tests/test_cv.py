@@ -127,3 +127,12 @@ def test_ungrouped_cv_is_labelled_as_such(synth_data, tmp_path):
     result = cross_validate(tiny_cfg(), synth_data, k=2, name="plain", out_root=tmp_path, grouped=False)
     assert result.summary["protocol"] == "ungrouped"
     assert "not the figure that counts" in (tmp_path / "plain" / "report.md").read_text()
+
+
+def test_runs_at_other_input_sizes_get_the_same_folds(synth_data, tmp_path):
+    # groups are hashed at one fixed side, so a 48 px and a 96 px run can be paired, ensembled or distilled
+    small = cross_validate(TrainConfig(model="seed-cnn", epochs=1, image_size=48, freeze_epochs=0), synth_data, k=2,
+                           save=False)
+    large = cross_validate(TrainConfig(model="seed-cnn", epochs=1, image_size=96, freeze_epochs=0), synth_data, k=2,
+                           save=False)
+    assert [f["val_sha1"] for f in small.folds] == [f["val_sha1"] for f in large.folds]

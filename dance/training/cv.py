@@ -30,18 +30,19 @@ from dance.models import checkpoint
 from dance.models.preprocess import build_eval_transform
 from dance.models.registry import get_spec
 from dance.paths import find_data_dir
+from dance.training.distill import training_set
 from dance.training.engine import Callback, device_name, fit, pick_device, predict_logits, softmax_np
 from dance.training.probe import cached_views, fit_head, view_probs
 from dance.training.train import (
     PreparedData,
     augment_size,
     build_state,
+    check_settings,
     input_size,
-    load_teacher,
+    load_teachers,
     make_loader,
     prepare_data,
     sidecar_meta,
-    teacher_stem,
 )
 from dance.training.transforms import build_train_transform
 from dance.trust.interpret import Predictions
@@ -89,6 +90,7 @@ def cross_validate(
     `save_fold_models` keeps each fold's model as `<run>/folds/fold-<n>` (a teacher for a distilled CV run,
     whose `--teacher` then names `<run>/folds/fold-{fold}`).
     """
+    check_settings(cfg)
     spec, size, device = get_spec(cfg.model), input_size(cfg), pick_device(cfg.device)
     prepared = prepared or prepare_data(cfg, data_dir)
     ds = prepared.dataset
@@ -100,6 +102,7 @@ def cross_validate(
     prob_sum = np.zeros((len(ds), len(ds.classes)))
     tta_sum = np.zeros_like(prob_sum)
     per_repeat = np.zeros((repeats, *prob_sum.shape))
+    per_repeat_tta = np.zeros_like(per_repeat)
     seen = np.zeros(len(ds), dtype=int)
     fold_of = np.full(len(ds), -1)
     feature_seconds, features_cached = 0.0, False
@@ -111,7 +114,7 @@ def cross_validate(
     for number, (train_idx, val_idx) in enumerate(splits):
         if grouped and set(prepared.groups[train_idx]) & set(prepared.groups[val_idx]):
             raise DataError("internal error: a source image sits on both sides of a fold")
-        started = time.perf_counter()
+        started, unlabelled_used = time.perf_counter(), 0
         fold_cfg = TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + number})
         history: list[dict] = []
         targets = ds.labels[val_idx]
@@ -124,10 +127,13 @@ def cross_validate(
             val_names = [ds.paths[i].name for i in val_idx]
             teacher = None
             if cfg.teacher:  # each fold's own teacher: one trained on another split would leak this fold's answers
-                teacher = load_teacher(teacher_stem(cfg, number), prepared, spec, val_names,
-                                       f"fold {number}'s validation set")
-            train_loader = make_loader(prepared.tensors, ds.labels, train_idx, train_tf, cfg.batch_size, True,
-                                       fold_cfg.seed, cfg.workers)
+                teacher = load_teachers(cfg, number, prepared, spec, val_names, f"fold {number}'s validation set")
+            # unlabelled photos (teacher targets only) join, except copies of this fold's validation images
+            tensors, all_labels, index, used = training_set(prepared.tensors, ds.labels, train_idx, val_idx,
+                                                            prepared.unlabelled, prepared.joint_groups)
+            unlabelled_used = len(used)
+            train_loader = make_loader(tensors, all_labels, index, train_tf, cfg.batch_size, True, fold_cfg.seed,
+                                       cfg.workers)
             val_loader = make_loader(prepared.tensors, ds.labels, val_idx, eval_tf, 64, False)
             state = build_state(fold_cfg, len(ds.classes), len(train_loader), size, teacher, ds.labels[train_idx])
             fit(fold_cfg, state, train_loader, None, device, list(callbacks))
@@ -144,6 +150,7 @@ def cross_validate(
         per_repeat[number // k, val_idx] = probs
         if tta:
             tta_sum[val_idx] += tta_probs
+            per_repeat_tta[number // k, val_idx] = tta_probs
         seen[val_idx] += 1
         fold_of[val_idx] = number % k
         folds.append({
@@ -152,6 +159,7 @@ def cross_validate(
             **_fold_metrics(probs, targets, ds.classes),
             "train_seconds": round(time.perf_counter() - started, 1),
             "final_train_loss": history[-1]["train_loss"] if history else math.nan,
+            "unlabelled_used": unlabelled_used,
         })
         if tta:
             folds[-1]["tta"] = _fold_metrics(tta_probs, targets, ds.classes)
@@ -184,6 +192,9 @@ def cross_validate(
                     repeat_fold[val_idx] = number
                 save_oof(out_dir / f"oof-r{r}.csv", Predictions(per_repeat[r], ds.labels, oof.paths, ds.classes),
                          repeat_fold)
+                if tta:
+                    save_oof(out_dir / f"oof-tta-r{r}.csv",
+                             Predictions(per_repeat_tta[r], ds.labels, oof.paths, ds.classes), repeat_fold)
         if tta:
             tta_oof = Predictions(tta_sum / np.maximum(seen, 1)[:, None], ds.labels, oof.paths, ds.classes)
             save_oof(out_dir / "oof-tta.csv", tta_oof, fold_of)
@@ -283,7 +294,7 @@ def report_markdown(summary: dict) -> str:
     ]
     for f in summary["folds"]:
         lines.append(f"| {f['repeat']} | {f['fold']} | {f['images']} | {f['accuracy']:.4f} | {f['macro_f1']:.4f} | "
-                     f"{f['weighted_f1']:.4f} | {f['train_seconds']} |")
+                     f"{f['weighted_f1']:.4f} | {f.get('train_seconds', '—')} |")
     lines += ["", "| class | out-of-fold F1 | F1 mean ± std over folds |", "|---|---|---|"]
     spread = summary.get("class_f1", {})
     lines += [f"| {c} | {v:.4f} | " + (f"{spread[c]['mean']:.4f} ± {spread[c]['std']:.4f} |" if c in spread else "— |")

@@ -121,6 +121,19 @@ def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temper
                     reduction="batchmean") * t * t
 
 
+class TeacherEnsemble(nn.Module):
+    """Frozen teachers returning their averaged log-probabilities, each fed the batch at its own input size."""
+
+    def __init__(self, members: list[nn.Module], sizes: list[int]):
+        super().__init__()
+        self.members, self.sizes = nn.ModuleList(members), list(sizes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C) mean log-probabilities (valid logits: their softmax is the ensemble's geometric mean)."""
+        return torch.stack([m(resize_batch(images, s)).float().log_softmax(1)
+                            for m, s in zip(self.members, self.sizes)]).mean(0)
+
+
 def labelled_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float,
                   weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy over the rows with a label (target >= 0); unlabelled images (-1) only learn from a teacher."""

@@ -11,7 +11,7 @@ import math
 import os
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -35,6 +35,7 @@ from dance.models.preprocess import build_eval_transform
 from dance.models.registry import ModelSpec, get_spec
 from dance.paths import find_data_dir
 from dance.training import distributed
+from dance.training.distill import ensemble, teacher_input_size, teacher_stems, training_set, unlabelled_images
 from dance.training.engine import (
     Callback,
     FitState,
@@ -49,6 +50,8 @@ from dance.training.transforms import augmentation_stages, build_train_transform
 from dance.trust.interpret import Predictions
 
 CACHE_MARGIN = 1.15  # cached images keep a little more than the input size, for random crops
+GROUP_SIDE = 64  # near-duplicate groups are hashed from images of this side, whatever the model's input size, so
+# runs at different sizes get the same folds (and can be paired, ensembled or distilled from one another)
 
 
 @dataclass
@@ -59,6 +62,9 @@ class PreparedData:
     tensors: list[torch.Tensor]
     groups: np.ndarray
     data_dir: Path
+    unlabelled: list[torch.Tensor] = field(default_factory=list)  # --unlabelled images (distillation only)
+    unlabelled_names: list[str] = field(default_factory=list)
+    joint_groups: np.ndarray | None = None  # near-duplicate groups over labelled + unlabelled images
 
     def fingerprint(self) -> str:
         """SHA-1 over (name, label) pairs: identifies the training data in a sidecar."""
@@ -85,6 +91,8 @@ def check_settings(cfg: TrainConfig) -> None:
         problems.append("workers must be 0 or more")
     if cfg.teacher and cfg.method != "finetune":
         problems.append("distillation from a teacher needs method finetune")
+    if cfg.unlabelled and not cfg.teacher:
+        problems.append("unlabelled images need a teacher (they are learnt from its soft targets only)")
     if not 0 <= cfg.distill_weight <= 1:
         problems.append("the distillation weight must be between 0 and 1")
     if not (math.isfinite(cfg.distill_temperature) and cfg.distill_temperature > 0):
@@ -118,16 +126,15 @@ def input_size(cfg: TrainConfig) -> int:
     return cfg.image_size or get_spec(cfg.model).input_size
 
 
-def teacher_stem(cfg: TrainConfig, fold: int = 0) -> str:
-    """The teacher checkpoint of `cfg` ("{fold}" in its name becomes the CV fold number)."""
-    return cfg.teacher.replace("{fold}", str(fold))
-
-
 def augment_size(cfg: TrainConfig) -> int:
-    """Side of the augmented training images: the larger of the model's and its teacher's input size."""
-    if not cfg.teacher:
-        return input_size(cfg)
-    return max(input_size(cfg), int(checkpoint.read_sidecar(teacher_stem(cfg))["image_size"]))
+    """Side of the augmented training images: the largest of the model's and its teachers' input sizes."""
+    return max(input_size(cfg), teacher_input_size(cfg))
+
+
+def load_teachers(cfg: TrainConfig, fold: int, prepared: "PreparedData", spec: ModelSpec, held_out: Sequence[str],
+                  where: str) -> list[checkpoint.Checkpoint]:
+    """Every teacher of `cfg` for `fold`, each checked by `load_teacher` (none may have trained on `held_out`)."""
+    return [load_teacher(stem, prepared, spec, held_out, where) for stem in teacher_stems(cfg, fold)]
 
 
 def load_teacher(stem: str, prepared: "PreparedData", spec: ModelSpec, held_out: Sequence[str],
@@ -160,7 +167,13 @@ def prepare_data(
     dataset = load_labelled(folder, limit=cfg.limit)
     cache = cache or ImageCache(side=math.ceil(augment_size(cfg) * CACHE_MARGIN))
     tensors = cache.load_all(dataset.paths, progress)
-    return PreparedData(dataset, tensors, source_groups(tensors), folder)
+    thumbnails = ImageCache(side=GROUP_SIDE)
+    prepared = PreparedData(dataset, tensors, source_groups(thumbnails.load_all(dataset.paths)), folder)
+    if cfg.unlabelled:  # grouped with the labelled images so that copies of held-out photos can be left out
+        found = unlabelled_images(cfg.unlabelled)
+        prepared.unlabelled, prepared.unlabelled_names = cache.load_all(found), [p.name for p in found]
+        prepared.joint_groups = source_groups(thumbnails.load_all(dataset.paths) + thumbnails.load_all(found))
+    return prepared
 
 
 def make_loader(
@@ -193,10 +206,11 @@ def make_loader(
 
 
 def build_state(
-    cfg: TrainConfig, num_classes: int, steps_per_epoch: int, size: int, teacher: checkpoint.Checkpoint | None = None,
+    cfg: TrainConfig, num_classes: int, steps_per_epoch: int, size: int,
+    teacher: checkpoint.Checkpoint | Sequence[checkpoint.Checkpoint] | None = None,
     train_labels: np.ndarray | None = None,
 ) -> FitState:
-    """A fresh model (from ImageNet weights where the architecture has them), optimizer, schedule and teacher.
+    """A fresh model (from ImageNet weights where the architecture has them), optimizer, schedule and teacher(s).
 
     `train_labels` (the labels trained on) set the loss weights of `cfg.class_weights == "balanced"`.
     """
@@ -207,8 +221,8 @@ def build_state(
     if cfg.class_weights == "balanced" and train_labels is not None:
         weight = torch.as_tensor(balanced_class_weights(train_labels, num_classes), dtype=torch.float32)
     state = FitState(model, optimizer, scheduler, input_size=size, class_weight=weight)
-    if teacher is not None:
-        state.teacher, state.teacher_size = teacher.model, teacher.image_size
+    if teacher:  # one teacher or several, as one ensemble that resizes the batch for each member
+        state.teacher = ensemble([teacher] if isinstance(teacher, checkpoint.Checkpoint) else list(teacher))
     return state
 
 
@@ -347,12 +361,13 @@ def train(
         train_idx, val_idx = np.arange(len(labels)), np.array([], dtype=np.int64)
     teacher = None
     if cfg.teacher:
-        teacher = load_teacher(teacher_stem(cfg), prepared, spec, [prepared.dataset.paths[i].name for i in val_idx],
-                               "this run's hold-out")
+        teacher = load_teachers(cfg, 0, prepared, spec, [prepared.dataset.paths[i].name for i in val_idx],
+                                "this run's hold-out")
     train_tf = build_train_transform(cfg.augment, augment_size(cfg), spec.mean, spec.std)
     eval_tf = build_eval_transform(size, spec.mean, spec.std)
-    train_loader = make_loader(prepared.tensors, labels, train_idx, train_tf, cfg.batch_size, True, cfg.seed,
-                               cfg.workers)
+    tensors, all_labels, index, used = training_set(prepared.tensors, labels, train_idx, val_idx,
+                                                    prepared.unlabelled, prepared.joint_groups)
+    train_loader = make_loader(tensors, all_labels, index, train_tf, cfg.batch_size, True, cfg.seed, cfg.workers)
     val_loader = make_loader(prepared.tensors, labels, val_idx, eval_tf, 64, False) if len(val_idx) else None
     if cfg.method == "probe":
         from dance.training.probe import fit_probe
@@ -373,6 +388,9 @@ def train(
     holdout = None
     extra: dict = {"history": history, "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed,
                                                        "val_images": [prepared.dataset.names[i] for i in val_idx]}}
+    if cfg.unlabelled:
+        extra["unlabelled"] = {"folder": str(cfg.unlabelled), "images": len(prepared.unlabelled),
+                               "used": [prepared.unlabelled_names[u] for u in used]}
     if not ctx.is_main:
         distributed.barrier()  # returns once rank 0 has written the checkpoint
         return TrainResult(stem, history, None, stopped)
