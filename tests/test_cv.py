@@ -136,3 +136,21 @@ def test_runs_at_other_input_sizes_get_the_same_folds(synth_data, tmp_path):
     large = cross_validate(TrainConfig(model="seed-cnn", epochs=1, image_size=96, freeze_epochs=0), synth_data, k=2,
                            save=False)
     assert [f["val_sha1"] for f in small.folds] == [f["val_sha1"] for f in large.folds]
+
+
+def test_repeats_run_in_parallel_parts_merge_into_the_full_run(synth_data, tmp_path):
+    from dance.training.merge import merge_runs
+
+    full = cross_validate(tiny_cfg(), synth_data, k=2, repeats=2, name="full", out_root=tmp_path)
+    parts = [cross_validate(tiny_cfg(), synth_data, k=2, repeats=2, name=f"p{r}", out_root=tmp_path, only_repeat=r)
+             for r in (1, 0)]
+    assert [(f["repeat"], f["fold"]) for f in parts[0].folds] == [(1, 0), (1, 1)]
+    merged = merge_runs([tmp_path / "p1", tmp_path / "p0"], "merged", out_root=tmp_path)
+    key = ("repeat", "fold", "val_sha1", "macro_f1", "accuracy")
+    assert [[f[k] for k in key] for f in merged["folds"]] == [[f[k] for k in key] for f in full.folds]
+    assert merged["macro_f1"] == pytest.approx(full.summary["macro_f1"])
+    assert np.allclose(load_oof(tmp_path / "merged" / "oof.csv").probs, full.oof.probs, atol=1e-6)
+    with pytest.raises(DataError, match="distinct --only-repeat"):
+        merge_runs([tmp_path / "p0", tmp_path / "p0"], "twice", out_root=tmp_path)
+    with pytest.raises(DataError, match="between 0 and 1"):
+        cross_validate(tiny_cfg(), synth_data, k=2, repeats=2, save=False, only_repeat=2)

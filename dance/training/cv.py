@@ -80,6 +80,7 @@ def cross_validate(
     save_fold_models: bool = False,
     grouped: bool = True,
     feature_cache: Path | None = None,
+    only_repeat: int | None = None,
 ) -> CVResult:
     """Train one model per fold (k folds x repeats) and collect out-of-fold probabilities for every image.
 
@@ -87,6 +88,8 @@ def cross_validate(
     (`oof.csv`), and each repeat's own are kept too (`oof-r<n>.csv`, what an ensemble of runs is scored on).
     `grouped=False` uses the plain stratified split (near-duplicates on both sides; reported as such).
     `feature_cache`: a folder where probe runs keep their backbone features for the next run with the same views.
+    `only_repeat`: run just that repeat's k folds (same folds and seeds as in the full run), so the repeats of one
+    recipe can train in parallel jobs; `python -m dance cv-merge` joins them into one run.
     `save_fold_models` keeps each fold's model as `<run>/folds/fold-<n>` (a teacher for a distilled CV run,
     whose `--teacher` then names `<run>/folds/fold-{fold}`).
     """
@@ -95,6 +98,9 @@ def cross_validate(
     prepared = prepared or prepare_data(cfg, data_dir)
     ds = prepared.dataset
     splits = kfold_splits(ds.labels, prepared.groups, k=k, seed=cfg.seed, repeats=repeats, grouped=grouped)
+    if only_repeat is not None and not 0 <= only_repeat < repeats:
+        raise DataError(f"--only-repeat must be between 0 and {repeats - 1} (there are {repeats} repeats).")
+    selected = [n for n in range(len(splits)) if only_repeat is None or n // k == only_repeat]
     train_tf = build_train_transform(cfg.augment, augment_size(cfg), spec.mean, spec.std)
     eval_tf = build_eval_transform(size, spec.mean, spec.std)
     name = name or f"{cfg.model}-{size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -111,7 +117,8 @@ def cross_validate(
         features, feature_seconds, features_cached = cached_views(
             cfg, spec.create(len(ds.classes), size), prepared.tensors, size, feature_cache)
     folds = []
-    for number, (train_idx, val_idx) in enumerate(splits):
+    for number in selected:
+        train_idx, val_idx = splits[number]
         if grouped and set(prepared.groups[train_idx]) & set(prepared.groups[val_idx]):
             raise DataError("internal error: a source image sits on both sides of a fold")
         started, unlabelled_used = time.perf_counter(), 0
@@ -164,12 +171,12 @@ def cross_validate(
         if tta:
             folds[-1]["tta"] = _fold_metrics(tta_probs, targets, ds.classes)
         if fold_progress:
-            fold_progress(number + 1, len(splits), folds[-1])
+            fold_progress(len(folds), len(selected), folds[-1])
     oof = Predictions(prob_sum / np.maximum(seen, 1)[:, None], ds.labels, [str(p) for p in ds.paths], ds.classes)
     per_class = oof.report()["f1"].round(4).to_dict()
     summary = {
         "name": name, "command": command, "model": cfg.model, "method": cfg.method, "image_size": size, "k": k,
-        "repeats": repeats, "tta": tta, "protocol": "grouped" if grouped else "ungrouped",
+        "repeats": repeats, "only_repeat": only_repeat, "tta": tta, "protocol": "grouped" if grouped else "ungrouped",
         "images": len(ds), "device": device_name(device),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
@@ -186,7 +193,7 @@ def cross_validate(
     if out_dir is not None:
         save_oof(out_dir / "oof.csv", oof, fold_of)
         if repeats > 1:
-            for r in range(repeats):
+            for r in sorted({n // k for n in selected}):
                 repeat_fold = np.full(len(ds), -1)
                 for number, (_, val_idx) in enumerate(splits[r * k:(r + 1) * k]):
                     repeat_fold[val_idx] = number

@@ -56,8 +56,9 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], name: str | None = None, tt
             raise DataError(f"{d} did not run on the same folds as {dirs[0]}; ensemble only runs with the same data, "
                             "--folds, --repeats, --seed and protocol.")
     k, repeats = int(first["k"]), int(first["repeats"])
+    present = sorted({f["repeat"] for f in first["folds"]})  # all, or the one of an --only-repeat run
     folds, repeat_probs, repeat_tta, fold_of = [], [], [], None
-    for r in range(repeats):
+    for position, r in enumerate(present):
         members = [load_oof(_oof_file(d, repeats, r, False)) for d in dirs]
         fold_col = pd.read_csv(_oof_file(dirs[0], repeats, r, False), usecols=["fold"])["fold"].to_numpy()
         base = members[0]
@@ -72,7 +73,7 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], name: str | None = None, tt
         for fold in range(k):
             idx = np.nonzero(fold_col == fold)[0]
             sha = fold_fingerprint([Path(base.paths[i]).name for i in idx])
-            if sha != keys[r * k + fold][2]:
+            if sha != keys[position * k + fold][2]:
                 raise DataError(f"{dirs[0]}: the fold column of its out-of-fold file does not match its report.")
             record = {"repeat": r, "fold": fold, "images": int(len(idx)), "val_sha1": sha,
                       **_fold_metrics(probs[idx], base.targets[idx], base.classes)}
@@ -84,7 +85,8 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], name: str | None = None, tt
     summary = {
         "name": name, "command": command, "model": " + ".join(r["model"] for r in reports), "method": "ensemble",
         "members": [r["name"] for r in reports], "image_size": "/".join(str(r["image_size"]) for r in reports),
-        "k": k, "repeats": repeats, "tta": tta, "protocol": first.get("protocol", "grouped"),
+        "k": k, "repeats": repeats, "only_repeat": first.get("only_repeat"), "tta": tta,
+        "protocol": first.get("protocol", "grouped"),
         "images": len(base.targets), "device": " + ".join(sorted({r["device"] for r in reports})),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "config": {},
         **{m: _mean_std([f[m] for f in folds]) for m in METRICS},
@@ -101,12 +103,12 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], name: str | None = None, tt
         save_oof(out_dir / "oof-tta.csv", Predictions(np.mean(repeat_tta, axis=0), base.targets, base.paths,
                                                       base.classes), fold_of)
     if repeats > 1:
-        for r in range(repeats):
+        for position, r in enumerate(present):
             fold_col = pd.read_csv(_oof_file(dirs[0], repeats, r, False), usecols=["fold"])["fold"].to_numpy()
-            save_oof(out_dir / f"oof-r{r}.csv", Predictions(repeat_probs[r], base.targets, base.paths, base.classes),
-                     fold_col)
+            save_oof(out_dir / f"oof-r{r}.csv", Predictions(repeat_probs[position], base.targets, base.paths,
+                                                            base.classes), fold_col)
             if tta:
-                save_oof(out_dir / f"oof-tta-r{r}.csv", Predictions(repeat_tta[r], base.targets, base.paths,
+                save_oof(out_dir / f"oof-tta-r{r}.csv", Predictions(repeat_tta[position], base.targets, base.paths,
                                                                     base.classes), fold_col)
     atomic_write_json(out_dir / "report.json", summary)
     atomic_write_text(out_dir / "report.md", report_markdown(summary))
