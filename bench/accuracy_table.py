@@ -96,12 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pair", nargs=2, default=list(PAIR), help="the two classes whose F1 gets a column")
     parser.add_argument("--compare-to", help="a run name under root: add each run's paired difference against it")
     parser.add_argument("--only", nargs="*", help="run names (glob patterns) to include")
+    parser.add_argument("--parts", action="store_true", help="also list `cv --only-repeat` parts (cv-merge joins them)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     paths = sorted(root.glob("*/report.json"))
     if args.only:
         paths = [p for p in paths if any(p.parent.match(pattern) for pattern in args.only)]
     reports = [json.loads(p.read_text()) for p in paths]
+    reports = [r for r in reports if args.parts or r.get("only_repeat") is None]
     reports.sort(key=lambda s: s["macro_f1"]["mean"], reverse=True)
     extra = f" vs {args.compare_to} (paired) |" if args.compare_to else ""
     print(f"| model | method | size | protocol | folds × repeats | recipe | CV macro-F1 | CV accuracy | macro-F1 with "
