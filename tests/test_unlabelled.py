@@ -26,12 +26,12 @@ def small_cfg(**kw) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def unlabelled_dir(synth_data, tmp_path_factory):
-    """The synthetic test/ photos plus re-encoded, resized copies of three training photos."""
+    """The synthetic test/ photos plus re-encoded copies of three training photos."""
     folder = tmp_path_factory.mktemp("unlabelled")
     for p in (synth_data / "test").iterdir():
         shutil.copy(p, folder / p.name)
     for name in ("circle0.jpg", "square3.jpg", "stripes5.jpg"):
-        Image.open(synth_data / "train" / name).resize((90, 90)).save(folder / f"copy-{name}.png")
+        Image.open(synth_data / "train" / name).save(folder / f"copy-{name}.png")  # re-encoded: same pixels
     (folder / "notes.txt").write_text("not an image")
     return folder
 

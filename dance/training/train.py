@@ -50,7 +50,7 @@ from dance.training.transforms import augmentation_stages, build_train_transform
 from dance.trust.interpret import Predictions
 
 CACHE_MARGIN = 1.15  # cached images keep a little more than the input size, for random crops
-GROUP_SIDE = 64  # near-duplicate groups are hashed from images of this side, whatever the model's input size, so
+GROUP_SIDE = 160  # near-duplicate groups are hashed from images of this side, whatever the model's input size, so
 # runs at different sizes get the same folds (and can be paired, ensembled or distilled from one another)
 
 
