@@ -23,14 +23,7 @@ mkdir -p "$LOG" runs/gpu
 "$PY" -c "import torch, torchvision, dance.cli, efficientnet_lite_pytorch; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" || exit 1
 [ -n "${SKIP_BENCH:-}" ] || OUT=$(mktemp -d) bash bench/gpu_bench.sh "$DANCE_DATA"
 
-left() { echo $((DEADLINE - SECONDS)); }
-job() {  # job NAME ARGS...: one dance command in the background, logged, stopped at the deadline
-  local name=$1; shift
-  if [ "$(left)" -lt 30 ]; then echo "[$name] skipped: too close to the deadline"; return; fi
-  ( start=$SECONDS
-    timeout "$(left)" "$PY" -m dance "$@" $EXTRA >"$LOG/$name.log" 2>&1
-    echo "[$name] exit $? after $((SECONDS - start)) s: python -m dance $*" | tee -a "$LOG/$name.log" ) &
-}
+source bench/gpu_jobs.sh  # left, job
 
 echo "== sweep, phase 1 (parallel), $(date -u +%T)"
 job lite2-320 cv --model effnet-lite2 --image-size 320 --epochs 30 --tta --workers 4 --save-fold-models --name gpu-lite2-320-e30

@@ -33,14 +33,7 @@ rm -rf runs/cv/gpu2-* "$LOG"
 mkdir -p "$LOG"
 "$PY" -c "import torch, dance.cli, efficientnet_lite_pytorch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU')" || exit 1
 
-left() { echo $((DEADLINE - SECONDS)); }
-job() {  # job NAME ARGS...: one dance command in the background, logged, stopped at the deadline
-  local name=$1; shift
-  if [ "$(left)" -lt 30 ]; then echo "[$name] skipped: too close to the deadline"; return; fi
-  ( start=$SECONDS
-    timeout "$(left)" "$PY" -m dance "$@" $EXTRA >"$LOG/$name.log" 2>&1
-    echo "[$name] exit $? after $((SECONDS - start)) s: python -m dance $* $EXTRA" | tee -a "$LOG/$name.log" ) &
-}
+source bench/gpu_jobs.sh  # left, job
 repeats() {  # repeats NAME ARGS...: the 3 repeats of one recipe as 3 parallel jobs named runs/cv/NAME-r<R>
   local name=$1; shift
   for r in 0 1 2; do job "$name-r$r" cv --repeats 3 --only-repeat "$r" --tta --workers 2 "$@" --name "$name-r$r"; done

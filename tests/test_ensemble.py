@@ -6,21 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_distill import small_cfg  # the tiny distillation recipe
 from torch import nn
 
-from dance.config import AugmentConfig, TrainConfig
 from dance.errors import DataError
 from dance.training.compare import compare_runs
 from dance.training.cv import cross_validate, load_oof
 from dance.training.engine import TeacherEnsemble
 from dance.training.ensemble import ensemble_runs
-
-
-def small_cfg(**kw) -> TrainConfig:
-    values = dict(model="seed-cnn", epochs=1, image_size=48, batch_size=8, freeze_epochs=0,
-                  augment=AugmentConfig(preset="none"))
-    values.update(kw)
-    return TrainConfig(**values)
 
 
 @pytest.fixture(scope="module")

@@ -7,21 +7,14 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from test_distill import small_cfg  # the tiny distillation recipe
 
-from dance.config import AugmentConfig, TrainConfig
 from dance.data.splits import kfold_splits
 from dance.errors import DanceError, DataError
 from dance.training import cv as cv_module
 from dance.training.cv import cross_validate
 from dance.training.distill import UNLABELLED, unlabelled_images
 from dance.training.train import check_settings, prepare_data, train
-
-
-def small_cfg(**kw) -> TrainConfig:
-    values = dict(model="seed-cnn", epochs=1, image_size=48, batch_size=8, freeze_epochs=0,
-                  augment=AugmentConfig(preset="none"))
-    values.update(kw)
-    return TrainConfig(**values)
 
 
 @pytest.fixture(scope="module")
