@@ -39,7 +39,8 @@ def recipe(summary: dict) -> str:
         aug += " aug"
     weights = ", balanced class weights" if cfg.get("class_weights") == "balanced" else ""
     if summary.get("method") == "probe":
-        return f"frozen backbone + logistic head, {cfg['probe_views']} views ({aug}), C={cfg['probe_c']}{weights}"
+        views = "plain + mirrored views" if cfg["probe_views"] <= 2 else f"{cfg['probe_views']} views ({aug})"
+        return f"frozen backbone + logistic head, {views}, C={cfg['probe_c']}{weights}"
     freeze = f"freeze {cfg['freeze_epochs']}, " if summary["model"].startswith("effnet") else ""  # from-scratch: none
     body = cfg["lr"] * cfg.get("backbone_lr_scale", 1)
     text = (f"{cfg['epochs']} ep, {cfg['optimizer']} lr {cfg['lr']:g} (body {body:.2g}), wd {cfg['weight_decay']:g}, "
