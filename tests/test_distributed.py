@@ -44,7 +44,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert [line.split()[1] for line in lines if line.startswith("epoch")] == [str(e) for e in range(1, EPOCHS + 1)]
     assert sum(line.startswith("saved ") for line in lines) == 1
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ddp")) == [
-        "ddp.history.html", "ddp.history.json", "ddp.json", "ddp.safetensors"]
+        "ddp.history.html", "ddp.history.json", "ddp.json", "ddp.onnx", "ddp.safetensors"]
 
     cfg = TrainConfig(model="seed-cnn", image_size=64, epochs=EPOCHS, batch_size=8, lr=3e-3, freeze_epochs=0,
                       val_fraction=0.25, augment=AugmentConfig(preset="none"))

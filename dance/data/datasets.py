@@ -121,8 +121,9 @@ def write_set(name: str, files: Iterable[tuple[str, bytes]], csv_bytes: bytes, s
         for rel, data in files:
             target = _inside(images, rel)
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "xb") as handle:  # "x": a second member with the same name fails, never overwrites
-                handle.write(data)
+            if target.exists():  # a second member with the same name fails, never overwrites
+                raise DataError(f"{rel}: two images with this name (names must be unique within a class).")
+            atomic_write_bytes(target, data)
         atomic_write_bytes(tmp / "train.csv", csv_bytes)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         meta = {"name": name, "source": source, "created": created, "ignored": list(ignored)[:100]}

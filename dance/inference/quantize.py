@@ -79,7 +79,7 @@ def quantize_bytes(fp32: bytes, reader) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="dance-int8-") as tmp:
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
-        src.write_bytes(fp32)
+        atomic_write_bytes(src, fp32)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # shape inference + graph optimisation
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)

@@ -20,6 +20,7 @@ from pathlib import Path
 from dance import paths
 from dance.data.archive import ZipSource, open_zip, read_member, safe_members
 from dance.errors import CheckpointError, DanceError
+from dance.fileio import atomic_write_bytes
 from dance.models import checkpoint, sidecar
 from dance.models.onnx_session import onnx_path
 
@@ -86,7 +87,7 @@ def import_bundle(source: ZipSource, name: str | None = None, replace: bool = Fa
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=folder))
         try:
             for suffix in (".safetensors", ".json"):
-                (tmp / f"{name}{suffix}").write_bytes(read_member(zf, members[suffix], display))
+                atomic_write_bytes(tmp / f"{name}{suffix}", read_member(zf, members[suffix], display))
             try:
                 checkpoint.load(tmp / name)
                 sidecar.update_sidecar(tmp / name, onnx={})  # the bundle's ONNX hashes describe files not imported
