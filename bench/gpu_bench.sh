@@ -24,7 +24,7 @@ EOF
 echo "== inference on CUDA (bf16 autocast, channels_last), untrained weights"
 "$PY" - <<'EOF'
 import time, torch
-from dance.models import REGISTRY, get_spec
+from dance.models.registry import REGISTRY, get_spec
 assert torch.cuda.is_available(), "no CUDA device"
 dev = torch.device("cuda")
 for name in REGISTRY:

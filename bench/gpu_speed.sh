@@ -20,7 +20,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
 
 echo "== input pipelines on CUDA: ours in-process, ours with 8 workers, naive with 8 workers"
-timeout $((DEADLINE - SECONDS)) "$PY" -m dance bench --no-latency --train-device "$DEVICE" --workers 8 $BENCH \
+timeout $((DEADLINE - SECONDS)) "$PY" -m bench.speed --no-latency --train-device "$DEVICE" --workers 8 $BENCH \
   --output - 2>/dev/null | sed -n '/## Training input/,/^## Notes/p'
 
 timed_train() {  # timed_train NAME ARGS...: one training run alone, its wall time and its epochs

@@ -17,13 +17,10 @@ import asyncio
 import json
 import os
 import platform
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,16 +30,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.speed import stop_process  # noqa: E402
-from dance import paths
+from bench.browser import SCRIPT_IDLE, free_port, launch_chromium, start_app, stop_process, wait_healthy  # noqa: E402
+from dance import paths  # noqa: E402
 from dance.data.labels import load_unlabelled  # noqa: E402
-from dance.models import checkpoint
-from dance.paths import find_data_dir
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
-SCRIPT_IDLE = ("() => document.querySelector('[data-testid=stApp]')"
-               "?.getAttribute('data-test-script-state') === 'notRunning'")
+from dance.models import checkpoint  # noqa: E402
+from dance.paths import find_data_dir  # noqa: E402
 
 
 @dataclass
@@ -56,13 +48,6 @@ class Session:
     confidences: list[str] = field(default_factory=list)
     error: str | None = None
     mismatches: list[str] = field(default_factory=list)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (localhost)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -159,11 +144,11 @@ async def drive(url: str, sessions: list[Session], timeout_s: float, warmup: boo
     """One Chromium, one context per session, all sessions started together (or only a warm-up visit)."""
     from playwright.async_api import async_playwright
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        raise SystemExit("chromium not found: apt-get install chromium")
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            browser = await launch_chromium(pw)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
         try:
             if warmup:
                 page = await browser.new_page()
@@ -181,24 +166,13 @@ async def drive(url: str, sessions: list[Session], timeout_s: float, warmup: boo
 
 def start_server(port: int, weights_dir: Path, log_path: Path) -> subprocess.Popen:
     """The app as `make run` starts it, bound to 127.0.0.1; returns once it answers its health check."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DANCE_WEIGHTS_DIR": str(weights_dir)}
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dance.ui.serve", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"streamlit did not start; see {log_path}")
-        time.sleep(0.3)
+    proc = start_app(port, {"DANCE_WEIGHTS_DIR": str(weights_dir)}, open(log_path, "wb"))
+    try:
+        wait_healthy(proc, port, 120)
+    except RuntimeError:
+        proc.kill()
+        raise SystemExit(f"streamlit did not start; see {log_path}") from None
+    return proc
 
 
 def report(args, weights: Path, sessions: list[Session], rss: dict[str, float], wall: float, command: str,

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +21,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from bench.browser import ROOT, SCRIPT_IDLE, free_port, launch_chromium, start_app, stop_process, wait_healthy
 from dance import paths
+from dance.config import TrainConfig
 from dance.errors import DanceError
 from dance.models import checkpoint
-from dance.models.registry import REGISTRY, get_spec
+from dance.models.registry import REGISTRY
+from dance.models.spec import RunSpec, resolve_run_spec
 
 DEFAULT_MODEL = "effnet-lite0"
 CLASSES = 8
@@ -89,13 +89,17 @@ def machine_info() -> dict[str, str]:
 
 def _untrained_checkpoint(name: str, folder: Path) -> checkpoint.Checkpoint:
     """A checkpoint of `name` with untrained head (latency does not depend on the weights' values)."""
-    spec = get_spec(name)
+    run = resolve_run_spec(TrainConfig(model=name))
     torch.manual_seed(0)
-    model = spec.create(CLASSES, spec.input_size, pretrained=False).eval()
-    meta = {"arch": name, "classes": [f"c{i}" for i in range(CLASSES)], "image_size": spec.input_size,
-            "mean": list(spec.mean), "std": list(spec.std)}
-    stem = checkpoint.save(folder / name, model, meta)
+    model = run.model.create(CLASSES, run.input_size, pretrained=False).eval()
+    stem = checkpoint.save(folder / name, model, _untrained_meta(run))
     return checkpoint.load(stem)
+
+
+def _untrained_meta(run: RunSpec) -> dict:
+    """The sidecar of an untrained checkpoint of `run` with CLASSES made-up classes."""
+    return {"arch": run.model.name, "classes": [f"c{i}" for i in range(CLASSES)], "image_size": run.input_size,
+            "mean": list(run.mean), "std": list(run.std), "run_spec": run.to_dict()}
 
 
 # --- inference latency -------------------------------------------------------------------------------------------
@@ -190,9 +194,9 @@ def decode_costs(photo: tuple[str, bytes], runs: int) -> dict:
     from dance.models.preprocess import build_eval_transform
 
     name, data = photo
-    size = get_spec(DEFAULT_MODEL).input_size
-    side = math.ceil(size * 1.15)
-    transform = build_eval_transform(size, (0.5,) * 3, (0.5,) * 3)
+    run = resolve_run_spec(TrainConfig(model=DEFAULT_MODEL))
+    side = run.eval_side
+    transform = build_eval_transform(run.input_size, run.mean, run.std)
     img = load_image(data, name)
     small = resize_shorter(img, side)
     return {
@@ -215,7 +219,7 @@ def draft_decode_gain(data_dir: Path | None, runs: int) -> dict | None:
     from dance.data.images import load_image
 
     data = files[-1].read_bytes()
-    side = math.ceil(get_spec(DEFAULT_MODEL).input_size * 1.15)
+    side = resolve_run_spec(TrainConfig(model=DEFAULT_MODEL)).cache_side
 
     def draft():
         with Image.open(io.BytesIO(data)) as img:
@@ -266,117 +270,102 @@ def training_throughput(data_dir: Path, model_name: str, images: int, epochs: in
     tensors, in-process and in `workers` DataLoader processes. Naive: `workers` processes re-decoding each JPEG
     with PIL. On CUDA the steps run as the engine runs them (bf16 autocast, channels_last).
     """
-    from dance.config import AugmentConfig, TrainConfig
-    from dance.data.cache import ImageCache
     from dance.data.labels import load_labelled
     from dance.training.engine import device_name, make_optimizer, pick_device, place_model
-    from dance.training.train import CACHE_MARGIN, make_loader
+
+    run = resolve_run_spec(TrainConfig(model=model_name, freeze_epochs=0))
+    dataset = load_labelled(data_dir, limit=images)
+    if len(dataset.labels) < batch:  # the naive loader drops incomplete batches: it would yield nothing
+        raise DanceError(f"The training benchmark needs at least {batch} images; {len(dataset.labels)} found.")
+    loaders, decode_once_s = _pipelines(run, dataset, batch, workers)
+    dev = pick_device(device)
+    torch.manual_seed(0)
+    model = place_model(run.model.create(len(dataset.classes), run.input_size, pretrained=False), dev)
+    optimizer, _ = make_optimizer(TrainConfig(model=model_name, freeze_epochs=0), model, steps)
+    rows = []
+    if steps:
+        _step_rate(model, optimizer, loaders["ours, in-process"], steps, dev)  # warm-up: allocations, CUDA kernels
+    for name, loader in loaders.items():
+        rows.append({"pipeline": name, "loader": _load_rate(loader, epochs),
+                     "train": _step_rate(model, optimizer, loader, steps, dev) if steps else float("nan")})
+    return {"images": len(dataset.labels), "decode_once_s": decode_once_s, "model": model_name, "workers": workers,
+            "epochs": epochs, "steps": steps, "batch": batch, "device": device_name(dev), "rows": rows}
+
+
+def _pipelines(run: RunSpec, dataset, batch: int, workers: int) -> tuple[dict, float]:
+    """The loaders compared ({name: DataLoader}, the naive one last) and the seconds ours took to decode once."""
+    from dance.config import AugmentConfig
+    from dance.data.cache import ImageCache
+    from dance.training.train import make_loader
     from dance.training.transforms import build_train_transform
 
-    spec = get_spec(model_name)
-    size = spec.input_size
-    dataset = load_labelled(data_dir, limit=images)
-    labels = dataset.labels
-    index = np.arange(len(labels))
-    if len(labels) < batch:  # the naive loader drops incomplete batches: it would yield nothing
-        raise DanceError(f"The training benchmark needs at least {batch} images; {len(labels)} found.")
-
+    labels, index = dataset.labels, np.arange(len(dataset.labels))
     start = time.perf_counter()
-    tensors = ImageCache(side=math.ceil(size * CACHE_MARGIN)).load_all(dataset.paths)
+    tensors = ImageCache(side=run.cache_side).load_all(dataset.paths)
     decode_once_s = time.perf_counter() - start
-    augment = build_train_transform(AugmentConfig(), size, spec.mean, spec.std)
+    augment = build_train_transform(AugmentConfig(), run.input_size, run.mean, run.std)
     loaders = {"ours, in-process": make_loader(tensors, labels, index, augment, batch, True, 0)}
     if workers:
         loaders[f"ours, {workers} workers"] = make_loader(tensors, labels, index, augment, batch, True, 0, workers)
     loaders[f"naive, {workers} workers"] = torch.utils.data.DataLoader(
-        _NaiveDataset(dataset.paths, labels, _naive_transform(size, spec.mean, spec.std)), batch_size=batch,
+        _NaiveDataset(dataset.paths, labels, _naive_transform(run.input_size, run.mean, run.std)), batch_size=batch,
         shuffle=True, num_workers=workers, drop_last=True, persistent_workers=False)
+    return loaders, decode_once_s
 
-    def load_rate(loader) -> float:
-        seen, start = 0, time.perf_counter()
-        for _ in range(epochs):
-            for images_, _ in loader:
-                seen += len(images_)
-        return seen / (time.perf_counter() - start)
 
-    dev = pick_device(device)
-    cfg = TrainConfig(model=model_name, freeze_epochs=0)
-    torch.manual_seed(0)
-    model = place_model(spec.create(len(dataset.classes), size, pretrained=False), dev)
-    optimizer, _ = make_optimizer(cfg, model, steps)
+def _load_rate(loader, epochs: int) -> float:
+    """Images/s of iterating `loader` for `epochs` epochs (data loading alone)."""
+    seen, start = 0, time.perf_counter()
+    for _ in range(epochs):
+        for images, _ in loader:
+            seen += len(images)
+    return seen / (time.perf_counter() - start)
 
-    def step_rate(loader) -> float:
-        model.train()
-        seen, done, start = 0, 0, time.perf_counter()
-        while done < steps:
-            for images_, targets in loader:
-                images_, targets = images_.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
-                if dev.type == "cuda":
-                    images_ = images_.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                    loss = torch.nn.functional.cross_entropy(model(images_).float(), targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                seen, done = seen + len(images_), done + 1
-                if done >= steps:
-                    break
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        return seen / (time.perf_counter() - start)
 
-    rows = []
-    if steps:
-        step_rate(loaders["ours, in-process"])  # warm-up: first steps allocate (and compile kernels on CUDA)
-    for name, loader in loaders.items():
-        rows.append({"pipeline": name, "loader": load_rate(loader),
-                     "train": step_rate(loader) if steps else float("nan")})
-    return {"images": len(labels), "decode_once_s": decode_once_s, "model": model_name, "workers": workers,
-            "epochs": epochs, "steps": steps, "batch": batch, "device": device_name(dev), "rows": rows}
+def _step_rate(model, optimizer, loader, steps: int, dev: torch.device) -> float:
+    """Images/s of `steps` training steps (forward, backward, optimiser) on batches from `loader`."""
+    model.train()
+    seen, done, start = 0, 0, time.perf_counter()
+    while done < steps:
+        for images, targets in loader:
+            images, targets = images.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                loss = torch.nn.functional.cross_entropy(model(images).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen, done = seen + len(images), done + 1
+            if done >= steps:
+                break
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - start)
 
 
 # --- the app -----------------------------------------------------------------------------------------------------
 
 def app_timings(photo: tuple[str, bytes], timeout: float = 60.0, weights_dir: Path | None = None) -> dict:
-    """Seconds from starting the app as `make run` does to the first rendered page, and from upload to the shown prediction.
-
-    Uses headless Chromium (Debian's `chromium`) through Playwright. Raises RuntimeError when unavailable.
-    """
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "app.py").is_file():
+    """Seconds from starting the app as `make run` does to the first rendered page, and from upload to the shown
+    prediction. Uses headless Chromium (Debian's `chromium`) through Playwright; RuntimeError when unavailable."""
+    if not (ROOT / "app.py").is_file():
         raise RuntimeError("app.py not found")
-    browser_path = shutil.which("chromium")
-    if not browser_path:
-        raise RuntimeError("chromium not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    if weights_dir is not None:
-        env[paths.WEIGHTS_ENV] = str(weights_dir)
-    port = _free_port()
-    cmd = [sys.executable, "-m", "dance.ui.serve", "--server.headless", "true",  # what `make run` starts
-           "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    idle = ("() => document.querySelector('[data-testid=stApp]')"
-            "?.getAttribute('data-test-script-state') === 'notRunning'")
+    env = {paths.WEIGHTS_ENV: str(weights_dir)} if weights_dir is not None else {}
+    port = free_port()
     started = time.perf_counter()
-    server = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_app(port, env)
     try:
+        wait_healthy(server, port, timeout)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=browser_path, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--no-first-run"])
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(timeout * 1000)
-            while True:
-                try:
-                    page.goto(f"http://127.0.0.1:{port}", timeout=5000)
-                    break
-                except Exception:  # server not listening yet (playwright raises its own Error type)
-                    if time.perf_counter() > started + timeout or server.poll() is not None:
-                        raise RuntimeError("streamlit did not answer") from None
-                    time.sleep(0.1)
+            page.goto(f"http://127.0.0.1:{port}")
             page.locator("input[type='file']").first.wait_for(state="attached")
-            page.wait_for_function(idle)
+            page.wait_for_function(SCRIPT_IDLE)
             first_page_s = time.perf_counter() - started
             name, data = photo
             uploaded = time.perf_counter()
@@ -389,25 +378,6 @@ def app_timings(photo: tuple[str, bytes], timeout: float = 60.0, weights_dir: Pa
     finally:
         stop_process(server)
     return {"first_page_s": first_page_s, "upload_to_prediction_s": upload_s}
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Ask a server process to stop, and kill it if it has not within `timeout` seconds."""
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _free_port() -> int:
-    """A TCP port nobody listens on right now (other apps may run on this machine)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- report ------------------------------------------------------------------------------------------------------
@@ -437,11 +407,11 @@ def training_section(t: dict) -> list[str]:
     """Markdown for a training_throughput() result: each pipeline's images/s and its ratio to the naive one."""
     naive = t["rows"][-1]
     lines = ["## Training input pipeline: ours vs the naive notebook pipeline", "",
-             f"{t['images']} real training images, batch {t['batch']}, {t['model']} at its input size with the default 'strong' "
-             f"augmentation, training on {t['device']}. *Ours*: each JPEG decoded once into a uint8 tensor cache "
-             f"(one-time cost {t['decode_once_s']:.1f} s), augmentation on tensors, in the training process or in "
-             "DataLoader workers (`--workers`). *Naive*: a DataLoader whose workers re-open and decode each JPEG "
-             "with PIL and apply torchvision PIL transforms every epoch.", "",
+             f"{t['images']} real training images, batch {t['batch']}, {t['model']} at its input size with the "
+             f"default 'strong' augmentation, training on {t['device']}. *Ours*: each JPEG decoded once into a "
+             f"uint8 tensor cache (one-time cost {t['decode_once_s']:.1f} s), augmentation on tensors, in the "
+             "training process or in DataLoader workers (`--workers`). *Naive*: a DataLoader whose workers "
+             "re-open and decode each JPEG with PIL and apply torchvision PIL transforms every epoch.", "",
              f"| pipeline | data loading only ({t['epochs']} epochs): images/s | vs naive | training steps "
              f"(forward + backward + AdamW, {t['steps']} steps): images/s | vs naive |", "|---|---|---|---|---|"]
     for row in t["rows"]:
@@ -455,98 +425,115 @@ def run(opts: BenchOptions, log: Callable[[str], None] = print) -> str:
     from dance.paths import find_data_dir
 
     torch.set_num_threads(opts.threads or os.cpu_count() or 1)
-    info = machine_info()
-    lines = ["# Speed", "", f"Command: `{opts.command}`  ", f"Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-             ""]
-    lines += ["| machine | |", "|---|---|", *[f"| {k} | {v} |" for k, v in info.items()], ""]
-    loadavg = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if loadavg > 0.5:
-        lines += [f"**Shared, loaded machine**: the 1-minute load average was {loadavg:.2f} on "
-                  f"{os.cpu_count()} cores when the run started (other jobs were running), so absolute "
-                  "figures are noisy and pessimistic; ratios within one run are the meaningful part.", ""]
+    lines = _header(opts)
     try:
         data_dir = find_data_dir(opts.data)
     except DanceError:
         data_dir = None
     photo = typical_photo(data_dir)
-
     if opts.latency:
         with tempfile.TemporaryDirectory(prefix="dance-bench-") as tmp:
-            lines += [f"## Batch-1 latency and batch-32 throughput (CPU, {torch.get_num_threads()} threads)", "",
-                      f"Median and p95 over {opts.runs} calls after 10 warm-up calls; batch 32: median of "
-                      f"{opts.batch_runs} calls. Random input at the model's own size; weights untrained (latency "
-                      "does not depend on their values).", "",
-                      "| model | input | backend | median ms | p95 ms | batch-32 images/s |", "|---|---|---|---|---|---|"]
-            for name in opts.models:
-                log(f"latency: {name}")
-                for row in model_latency(_untrained_checkpoint(name, Path(tmp)), opts.runs, opts.batch_runs):
-                    lines.append(f"| {row['model']} | {row['size']} | {row['backend']} | {row['median_ms']:.1f} | "
-                                 f"{row['p95_ms']:.1f} | {row['batch_images_s']:.0f} |")
-            lines.append("")
-
+            lines += _latency_section(opts, Path(tmp), log)
             log("end to end")
-            costs = decode_costs(photo, opts.runs)
-            lines += ["## End to end: JPEG bytes -> probabilities (the app's path)", "",
-                      f"`Predictor.predict([(name, bytes)])` on `{photo[0]}` ({len(photo[1]) / 1e3:.1f} kB, "
-                      f"{costs['pixels']} px; the data set's median-sized photo). {opts.runs} calls after warm-up.", "",
-                      "| checkpoint | backend | median ms | p95 ms |", "|---|---|---|---|"]
-            for name in opts.weights:
-                try:
-                    ckpt = checkpoint.load(name)
-                    which = f"`{ckpt.name}` ({ckpt.meta['arch']}, {ckpt.image_size} px)"
-                except DanceError:
-                    ckpt = _untrained_checkpoint(DEFAULT_MODEL, Path(tmp) / "e2e")
-                    which = f"untrained {DEFAULT_MODEL} (no `{name}` checkpoint found)"
-                lines += [f"| {which} | {r['backend']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} |"
-                          for r in end_to_end(ckpt, photo, opts.runs)]
-            lines += ["", f"Of which (median ms): decode {costs['decode']:.2f}, resize {costs['resize']:.2f}, "
-                      f"tensor + normalise {costs['tensor + normalise']:.2f}.", ""]
-            big = draft_decode_gain(data_dir, min(opts.runs, 20))
-            if big:
-                lines += [f"Largest data-set JPEG (`{big['name']}`, {big['kb']:.0f} kB, {big['pixels']} px): full decode "
-                          f"{big['full_ms']:.0f} ms; Pillow draft mode at the cache side decodes it to "
-                          f"{big['draft_pixels']} px in {big['draft_ms']:.0f} ms (not yet used by `load_image`).", ""]
-
+            lines += _end_to_end_section(opts, photo, data_dir, Path(tmp) / "e2e")
     if opts.train and data_dir is not None:
         log("training throughput")
-        t = training_throughput(data_dir, DEFAULT_MODEL, opts.train_images, opts.train_epochs, opts.train_steps,
-                                opts.workers, opts.train_device)
-        lines += training_section(t)
-
+        lines += training_section(training_throughput(data_dir, DEFAULT_MODEL, opts.train_images, opts.train_epochs,
+                                                      opts.train_steps, opts.workers, opts.train_device))
     if opts.app:
         log("app")
-        with tempfile.TemporaryDirectory(prefix="dance-bench-app-") as tmp:
-            weights_dir, which = None, "the shipped `weights/default`"
-            if not (paths.weights_root() / "default.safetensors").is_file():
-                weights_dir, which = Path(tmp), f"an untrained {DEFAULT_MODEL} as `default` (none shipped yet)"
-                torch.manual_seed(0)
-                spec = get_spec(DEFAULT_MODEL)
-                checkpoint.save(weights_dir / "default", spec.create(CLASSES, pretrained=False), {
-                    "arch": DEFAULT_MODEL, "classes": [f"c{i}" for i in range(CLASSES)],
-                    "image_size": spec.input_size, "mean": list(spec.mean), "std": list(spec.std)})
-            lines += ["## App responsiveness (headless Chromium)", "",
-                      f"Model: {which}. Start = `python -m dance.ui.serve` (what `make run` starts: `streamlit run "
-                      "app.py` with the first page's imports warmed in a background thread) until the Predict page "
-                      "has rendered; upload "
-                      f"= `{photo[0]}` set on the file input until its probability is shown.", "",
-                      "| start | start to first page s | upload to shown prediction s |", "|---|---|---|"]
-            for attempt in ("first", "second (file cache warm)"):
-                try:
-                    a = app_timings(photo, weights_dir=weights_dir)
-                    lines.append(f"| {attempt} | {a['first_page_s']:.2f} | {a['upload_to_prediction_s']:.2f} |")
-                except Exception as exc:  # a browser/app failure is reported, not fatal to the other figures
-                    lines.append(f"| {attempt} | not measured: {type(exc).__name__}: {str(exc).splitlines()[0][:100]} | |")
-            lines.append("")
-    lines += ["## Notes", "",
-              "- Quick check in seconds: `python -m bench.speed --runs 20 --batch-runs 2 --models seed-cnn "
-              "--no-train --output -`.",
-              "- `dance.inference.serving.load` (the CLI's and the app's default) runs the ONNX file shipped beside the "
-              "checkpoint (int8 first) when its SHA-256 matches the sidecar, without importing torch; else torch.",
-              "- GPU figures (H200: training time, utilisation, the input pipelines on CUDA) are in `bench/speed-gpu.md`,"
-              " from `bench/gpu_bench.sh` and `bench/gpu_speed.sh`.",
-              "- Videos (frames per second end to end, decode + predict, on a synthetic 1080p clip) are in "
-              "`bench/video.md`, from `python -m bench.video_speed`.", ""]
-    return "\n".join(lines) + "\n"
+        lines += _app_section(photo)
+    return "\n".join(lines + NOTES) + "\n"
+
+
+NOTES = ["## Notes", "",
+         "- Quick check in seconds: `python -m bench.speed --runs 20 --batch-runs 2 --models seed-cnn "
+         "--no-train --output -`.",
+         "- `dance.inference.serving.load` (the CLI's and the app's default) runs the ONNX file shipped beside "
+         "the checkpoint (int8 first) when its SHA-256 matches the sidecar, without importing torch; else torch.",
+         "- GPU figures (H200: training time, utilisation, the input pipelines on CUDA) are in `bench/speed-gpu.md`,"
+         " from `bench/gpu_bench.sh` and `bench/gpu_speed.sh`.",
+         "- Videos (frames per second end to end, decode + predict, on a synthetic 1080p clip) are in "
+         "`bench/video.md`, from `python -m bench.video_speed`.", ""]
+
+
+def _header(opts: BenchOptions) -> list[str]:
+    """Title, command, date, the machine's table and, on a loaded machine, a warning about the figures."""
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    lines = ["# Speed", "", f"Command: `{opts.command}`  ", f"Date: {date}", ""]
+    lines += ["| machine | |", "|---|---|", *[f"| {k} | {v} |" for k, v in machine_info().items()], ""]
+    loadavg = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if loadavg > 0.5:
+        lines += [f"**Shared, loaded machine**: the 1-minute load average was {loadavg:.2f} on "
+                  f"{os.cpu_count()} cores when the run started (other jobs were running), so absolute "
+                  "figures are noisy and pessimistic; ratios within one run are the meaningful part.", ""]
+    return lines
+
+
+def _latency_section(opts: BenchOptions, folder: Path, log: Callable[[str], None]) -> list[str]:
+    """Batch-1 latency and batch-32 throughput of every model and backend (untrained checkpoints in `folder`)."""
+    lines = [f"## Batch-1 latency and batch-32 throughput (CPU, {torch.get_num_threads()} threads)", "",
+             f"Median and p95 over {opts.runs} calls after 10 warm-up calls; batch 32: median of "
+             f"{opts.batch_runs} calls. Random input at the model's own size; weights untrained (latency "
+             "does not depend on their values).", "",
+             "| model | input | backend | median ms | p95 ms | batch-32 images/s |", "|---|---|---|---|---|---|"]
+    for name in opts.models:
+        log(f"latency: {name}")
+        for row in model_latency(_untrained_checkpoint(name, folder), opts.runs, opts.batch_runs):
+            lines.append(f"| {row['model']} | {row['size']} | {row['backend']} | {row['median_ms']:.1f} | "
+                         f"{row['p95_ms']:.1f} | {row['batch_images_s']:.0f} |")
+    return lines + [""]
+
+
+def _end_to_end_section(opts: BenchOptions, photo: tuple[str, bytes], data_dir: Path | None,
+                        folder: Path) -> list[str]:
+    """JPEG bytes to probabilities per checkpoint and backend, the cost of each step, and draft-mode decoding."""
+    costs = decode_costs(photo, opts.runs)
+    lines = ["## End to end: JPEG bytes -> probabilities (the app's path)", "",
+             f"`Predictor.predict([(name, bytes)])` on `{photo[0]}` ({len(photo[1]) / 1e3:.1f} kB, "
+             f"{costs['pixels']} px; the data set's median-sized photo). {opts.runs} calls after warm-up.", "",
+             "| checkpoint | backend | median ms | p95 ms |", "|---|---|---|---|"]
+    for name in opts.weights:
+        try:
+            ckpt = checkpoint.load(name)
+            which = f"`{ckpt.name}` ({ckpt.meta['arch']}, {ckpt.image_size} px)"
+        except DanceError:
+            ckpt = _untrained_checkpoint(DEFAULT_MODEL, folder)
+            which = f"untrained {DEFAULT_MODEL} (no `{name}` checkpoint found)"
+        lines += [f"| {which} | {r['backend']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} |"
+                  for r in end_to_end(ckpt, photo, opts.runs)]
+    lines += ["", f"Of which (median ms): decode {costs['decode']:.2f}, resize {costs['resize']:.2f}, "
+              f"tensor + normalise {costs['tensor + normalise']:.2f}.", ""]
+    big = draft_decode_gain(data_dir, min(opts.runs, 20))
+    if big:
+        lines += [f"Largest data-set JPEG (`{big['name']}`, {big['kb']:.0f} kB, {big['pixels']} px): full "
+                  f"decode {big['full_ms']:.0f} ms; Pillow draft mode at the cache side decodes it to "
+                  f"{big['draft_pixels']} px in {big['draft_ms']:.0f} ms (not yet used by `load_image`).", ""]
+    return lines
+
+
+def _app_section(photo: tuple[str, bytes]) -> list[str]:
+    """Start-to-first-page and upload-to-answer seconds of the app, twice (cold and warm ONNX cache)."""
+    with tempfile.TemporaryDirectory(prefix="dance-bench-app-") as tmp:
+        weights_dir, which = None, "the shipped `weights/default`"
+        if not (paths.weights_root() / "default.safetensors").is_file():
+            weights_dir, which = Path(tmp), f"an untrained {DEFAULT_MODEL} as `default` (none shipped yet)"
+            torch.manual_seed(0)
+            run = resolve_run_spec(TrainConfig(model=DEFAULT_MODEL))
+            checkpoint.save(weights_dir / "default", run.model.create(CLASSES, pretrained=False), _untrained_meta(run))
+        lines = ["## App responsiveness (headless Chromium)", "",
+                 f"Model: {which}. Start = `python -m dance.ui.serve` (what `make run` starts: `streamlit run "
+                 "app.py` with the first page's imports warmed in a background thread) until the Predict page "
+                 f"has rendered; upload = `{photo[0]}` set on the file input until its probability is shown.", "",
+                 "| start | start to first page s | upload to shown prediction s |", "|---|---|---|"]
+        for attempt in ("first", "second (file cache warm)"):
+            try:
+                a = app_timings(photo, weights_dir=weights_dir)
+                lines.append(f"| {attempt} | {a['first_page_s']:.2f} | {a['upload_to_prediction_s']:.2f} |")
+            except Exception as exc:  # a browser/app failure is reported, not fatal to the other figures
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
+                lines.append(f"| {attempt} | not measured: {reason} | |")
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> int:

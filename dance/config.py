@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+CROP_MARGIN = 1.15  # images are cached (and predicted) at a little more than the input side, for random crops
+
+
+def cache_side(size: int, margin: float = CROP_MARGIN) -> int:
+    """Shorter side an image is resized to before a `size` x `size` crop or squash."""
+    return math.ceil(size * margin)
+
+
+# Defaults of the commands around training, here (not in the modules that use them) so the CLI can offer them
+# without importing the stacks they configure.
+CV_FOLDS = 5  # cross-validation folds
+CV_REPEATS = 1  # repeats of the k-fold split with another seed
+CALIBRATION_BINS = 15  # confidence bins of the expected calibration error
+TARGET_ACCURACY = 0.9  # images answered (not "not sure") must reach this accuracy
+TOP_LABELS = 3  # labels `predict` prints per image
+ISSUES_SHOWN = 20  # rows `label-issues` prints
+BACKENDS = ("auto", "torch", "onnx")  # inference engines: auto = ONNX Runtime when a verified export exists
+INT8_CALIBRATION_IMAGES = 96  # training images `dance export --int8` calibrates the quantized model on
 
 VIDEO_FPS = 2.0  # video frames classified per second of video (CLI --fps, the app's slider)
 VIDEO_MIN_SEGMENT = 5.0  # seconds a video's answer must hold to start a new segment
@@ -23,6 +43,15 @@ class AugmentConfig:
     erasing: float = 0.0  # RandomErasing probability
     squash_first: bool = False  # "strong": squash the whole photo to a square (as evaluation does) before cropping,
     # so crop scale 1 keeps the whole figure (a crop of the photo as decoded cuts a portrait's top or bottom)
+
+    def scaled(self, strength: float) -> "AugmentConfig":
+        """A copy with rotation / shift / zoom / colour and the crop range scaled by `strength` (1 = unchanged)."""
+        return replace(
+            self,
+            rotation=round(self.rotation * strength, 3), shift=round(self.shift * strength, 3),
+            zoom=round(self.zoom * strength, 3), color=round(self.color * strength, 3),
+            crop_scale=round(min(1.0, max(0.05, 1 - (1 - self.crop_scale) * strength)), 3),
+        )
 
     @classmethod
     def from_dict(cls, data: dict) -> "AugmentConfig":

@@ -12,6 +12,7 @@ WEIGHTS_DIR = PROJECT_ROOT / "weights"  # the shipped checkpoints
 WEIGHTS_ENV = "DANCE_WEIGHTS_DIR"  # where the CLI and the app look for named checkpoints, when set
 RUNS_ENV = "DANCE_RUNS_DIR"  # where CV runs and label corrections go, when set
 USER_DATA_ENV = "DANCE_USER_DATA"  # where the data sets people bring (Your data page, `dance data`) live, when set
+SUBMISSION_FILE = "submission.csv"  # what `dance submit` writes, in the current folder, unless told otherwise
 
 
 def weights_root() -> Path:
@@ -30,6 +31,11 @@ def user_data_root() -> Path:
     """The folder of user data sets, one sub-folder each: $DANCE_USER_DATA when set, else the project's data/."""
     override = os.environ.get(USER_DATA_ENV)
     return Path(override) if override else PROJECT_ROOT / "data"
+
+
+def evaluation_stem() -> Path:
+    """Where `dance evaluate` writes its .json and .csv unless told otherwise: runs_root()/evaluation."""
+    return runs_root() / "evaluation"
 
 
 def cv_root() -> Path:

@@ -59,11 +59,11 @@ def synth_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(synth_data, tmp_path_factory) -> Path:
     """A seed-cnn checkpoint trained briefly on the synthetic set (64 px)."""
-    from dance.config import AugmentConfig, TrainConfig
+    from helpers import small_config
+
     from dance.training.train import train
 
-    cfg = TrainConfig(model="seed-cnn", epochs=4, image_size=64, batch_size=8, lr=3e-3, freeze_epochs=0,
-                      val_fraction=0.25, augment=AugmentConfig(preset="none"))
+    cfg = small_config(epochs=4, lr=3e-3, val_fraction=0.25)
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     stem = train(cfg, synth_data, out).checkpoint
     # An explicit threshold of 0 (always answer): the tests built on this model check labels, segments and tables;

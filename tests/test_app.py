@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SYNTH_CLASSES, make_dataset, synthetic_image
-from PIL import Image
+from helpers import copy_checkpoint, encode
 
 from dance.inference import serving
 from dance.inference.assess import evaluate_checkpoint
@@ -28,9 +28,7 @@ RESULT_COLUMNS = ["thumbnail", "answer", "confidence", "image"]
 def weights(tiny_checkpoint, tmp_path, monkeypatch, synth_data) -> Path:
     """A temp weights folder whose default is the tiny checkpoint (DANCE_WEIGHTS_DIR), and an empty runs folder."""
     folder = tmp_path / "weights"
-    folder.mkdir()
-    for suffix in (".json", ".safetensors", ".onnx"):
-        shutil.copy(tiny_checkpoint.with_suffix(suffix), folder / f"default{suffix}")
+    copy_checkpoint(tiny_checkpoint, folder, "default")
     monkeypatch.setenv("DANCE_WEIGHTS_DIR", str(folder))
     monkeypatch.setenv("DANCE_DATA", str(synth_data))
     monkeypatch.setenv("DANCE_RUNS_DIR", str(tmp_path / "runs"))  # never the project's runs/
@@ -47,13 +45,6 @@ def app_at(page: str):
         at.switch_page(f"dance/ui/pages/{page}.py").run()
     assert not at.exception, at.exception
     return at
-
-
-def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
-    """Encode an image."""
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 def metric(at, label: str) -> str:
@@ -120,8 +111,8 @@ def test_every_page_renders_its_content(weights, synth_data):
 
 
 def test_upload_predicts_and_bad_files_get_their_own_error(weights):
-    good = png_bytes(synthetic_image("square", seed=4242))
-    jpeg = png_bytes(synthetic_image("stripes", seed=77), "JPEG")
+    good = encode(synthetic_image("square", seed=4242))
+    jpeg = encode(synthetic_image("stripes", seed=77), "JPEG")
     at = app_at("predict")
     uploader = at.file_uploader[0]
     uploader.upload("good.png", good, "image/png")
@@ -170,7 +161,7 @@ def test_csv_has_label_confidence_unsure_second_label_and_error_columns():
 
 
 def test_tta_toggle_changes_nothing_but_the_probabilities(weights):
-    img = png_bytes(synthetic_image("circle", seed=5))
+    img = encode(synthetic_image("circle", seed=5))
     at = app_at("predict")
     at.file_uploader[0].upload("a.png", img, "image/png")
     at.toggle(key="predict_tta").set_value(True)
@@ -264,6 +255,20 @@ def test_out_of_fold_split_without_runs_says_so(weights):
     at.get("button_group")[0].set_value("oof").run()
     assert not at.exception, at.exception
     assert any("No cross-validation run" in i.value for i in at.info)
+
+
+def test_uploaders_accept_what_the_loader_decodes_and_state_the_configured_limit(weights):
+    import tomllib
+
+    from dance.data.images import UPLOAD_TYPES
+
+    limit = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
+    predict = app_at("predict")
+    augment = app_at("augment")
+    augment.radio(key="aug_source").set_value("Upload").run()
+    for uploader in (predict.file_uploader[0], augment.file_uploader[0]):
+        assert set(uploader.allowed_type) == {f".{t}" for t in UPLOAD_TYPES} >= {".gif", ".tiff"}
+        assert f"up to {limit} MB each" in uploader.help and "GIF" in uploader.help
 
 
 # ---------------------------------------------------------------------------------------------- augmentation
@@ -442,7 +447,7 @@ def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path):
 
 
 def test_grad_cam_caption_shows_the_answers_own_probability(weights):
-    img = png_bytes(synthetic_image("square", seed=31))
+    img = encode(synthetic_image("square", seed=31))
     at = app_at("predict")
     at.file_uploader[0].upload("a.png", img, "image/png")
     at.toggle(key="predict_tta").set_value(True)

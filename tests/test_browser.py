@@ -8,19 +8,13 @@ through Playwright (never `playwright install`). Screenshots of each page go to 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from bench.speed import stop_process
+from bench.browser import chromium_path, free_port, launch_chromium, start_app, stop_process, wait_healthy
 from dance import paths
 from dance.data.labels import load_unlabelled
 from dance.inference import serving
@@ -30,18 +24,9 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
 PAGES = [("", "Predict"), ("evaluate", "Evaluate"), ("augment", "Augmentation preview"), ("train", "Train"),
          ("dataset", "Data set"), ("label_issues", "Label issues")]  # each test opens its pages once; together, all six
 SETTLE_MS = 120_000
-
-
-def _free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _weights_dir() -> Path:
@@ -52,27 +37,15 @@ def _weights_dir() -> Path:
 @contextmanager
 def running_app(env: dict[str, str] | None = None, log_name: str = "streamlit.log") -> Iterator[str]:
     """The app (`python -m dance.ui.serve`) on a free port with `env` added to the environment; yields its URL."""
-    port = _free_port()
+    port = free_port()
     log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / log_name, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dance.ui.serve", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc = start_app(port, env, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / log_name}")
-            time.sleep(0.3)
-        yield url
+        try:
+            wait_healthy(proc, port, 60)
+        except RuntimeError:
+            raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / log_name}") from None
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)
         log.close()
@@ -88,14 +61,13 @@ def server():
 @pytest.fixture(scope="module")
 def page(server):
     """A Chromium page (1400 px wide) from Debian's chromium binary."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    if chromium_path() is None:
         pytest.skip("BROWSER TESTS NOT RUN: no `chromium` on PATH. Install Debian's package "
                     "(`apt-get install chromium`, done by `make test` when run as root).")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         tab = browser.new_page(viewport={"width": 1400, "height": 1000})
         tab.set_default_timeout(SETTLE_MS)
         yield tab

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import copy_checkpoint
 from scipy.special import softmax
 
 from dance.trust import calibrate as cal
@@ -82,14 +83,11 @@ def test_threshold_is_lowest_reaching_target():
 
 
 def test_calibrate_stores_temperature_and_threshold_in_sidecar(tiny_checkpoint, tmp_path):
-    import shutil
 
     from dance.inference import serving
     from dance.models import checkpoint
 
-    stem = tmp_path / "copy"
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(tiny_checkpoint.with_suffix(suffix), stem.with_suffix(suffix))
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "copy")
     probs, targets = synthetic(true_temperature=0.4, classes=3, n=600, seed=3)
     result = cal.calibrate(Predictions(probs, targets, [f"{i}.jpg" for i in range(600)], ["a", "b", "c"]),
                            source="synthetic", target_accuracy=0.9)
@@ -103,15 +101,12 @@ def test_calibrate_stores_temperature_and_threshold_in_sidecar(tiny_checkpoint, 
 
 
 def test_cli_calibrates_from_oof_and_predict_says_not_sure(tiny_checkpoint, synth_data, tmp_path, capsys):
-    import shutil
 
     from dance.cli import main
     from dance.models.checkpoint import read_sidecar, update_sidecar
     from dance.training.cv import save_oof
 
-    stem = tmp_path / "cal"
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(tiny_checkpoint.with_suffix(suffix), stem.with_suffix(suffix))
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "cal")
     probs, targets = synthetic(true_temperature=0.4, classes=3, n=400, seed=4)
     classes = read_sidecar(stem)["classes"]
     oof = tmp_path / "oof.csv"

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
+from helpers import copy_checkpoint
 
 from dance import paths
 from dance.errors import CheckpointError
 from dance.models import checkpoint
 from dance.models.registry import get_spec
-
-
-def copy_ckpt(src, dst_dir, name="c"):
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(src.with_suffix(suffix), dst_dir / (name + suffix))
-    return dst_dir / name
 
 
 def test_round_trip_rebuilds_from_sidecar(tmp_path):
@@ -40,14 +34,14 @@ def test_pickle_files_refused(tmp_path, name):
 
 
 def test_missing_sidecar(tiny_checkpoint, tmp_path):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     stem.with_suffix(".json").unlink()
     with pytest.raises(CheckpointError, match="sidecar not found"):
         checkpoint.load(stem)
 
 
 def test_truncated_safetensors(tiny_checkpoint, tmp_path):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     data = stem.with_suffix(".safetensors").read_bytes()
     stem.with_suffix(".safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
@@ -55,14 +49,14 @@ def test_truncated_safetensors(tiny_checkpoint, tmp_path):
 
 
 def test_garbage_safetensors(tiny_checkpoint, tmp_path):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     stem.with_suffix(".safetensors").write_bytes(b"\xff" * 100)
     with pytest.raises(CheckpointError):
         checkpoint.load(stem)
 
 
 def test_classes_not_matching_head(tiny_checkpoint, tmp_path):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     meta = json.loads(stem.with_suffix(".json").read_text())
     meta["classes"] = meta["classes"] + ["extra"]
     stem.with_suffix(".json").write_text(json.dumps(meta))
@@ -71,7 +65,7 @@ def test_classes_not_matching_head(tiny_checkpoint, tmp_path):
 
 
 def test_unknown_architecture(tiny_checkpoint, tmp_path):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     meta = json.loads(stem.with_suffix(".json").read_text())
     meta["arch"] = "resnet-9000"
     stem.with_suffix(".json").write_text(json.dumps(meta))
@@ -80,8 +74,8 @@ def test_unknown_architecture(tiny_checkpoint, tmp_path):
 
 
 def test_list_checkpoints_default_first(tiny_checkpoint, tmp_path):
-    copy_ckpt(tiny_checkpoint, tmp_path, "zeta")
-    copy_ckpt(tiny_checkpoint, tmp_path, "default")
+    copy_checkpoint(tiny_checkpoint, tmp_path, "zeta")
+    copy_checkpoint(tiny_checkpoint, tmp_path, "default")
     (tmp_path / "orphan.json").write_text("{}")
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["default", "zeta"]
 

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(*args, cwd=ROOT):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "dance", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)
+from helpers import copy_checkpoint, run_cli
 
 
 def test_predict_json_lines_and_exit_status(tiny_checkpoint, synth_data, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_text("<html>not an image</html>")
     good = synth_data / "test" / "t0.png"
-    proc = run("predict", good, bad, "--weights", tiny_checkpoint, "--json")
+    proc = run_cli("predict", good, bad, "--weights", tiny_checkpoint, "--json")
     assert proc.returncode == 1
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert lines[0]["image"] == str(good) and set(lines[0]["probs"]) == {"circle", "square", "stripes"}
@@ -32,7 +22,7 @@ def test_predict_json_lines_and_exit_status(tiny_checkpoint, synth_data, tmp_pat
 
 
 def test_predict_all_good_exits_zero_and_prints_top_k(tiny_checkpoint, synth_data):
-    proc = run("predict", synth_data / "test", "--weights", tiny_checkpoint, "--top", "2")
+    proc = run_cli("predict", synth_data / "test", "--weights", tiny_checkpoint, "--top", "2")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 4 and all(line.count(" 0.") + line.count(" 1.") == 2 for line in lines)
@@ -40,7 +30,7 @@ def test_predict_all_good_exits_zero_and_prints_top_k(tiny_checkpoint, synth_dat
 
 def test_predict_with_shipped_default_weights_sums_to_one(real_data):
     image = sorted((real_data / "test").glob("*.jpg"))[0]
-    proc = run("predict", image, "--json")
+    proc = run_cli("predict", image, "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert len(result["probs"]) == 8 and abs(sum(result["probs"].values()) - 1) < 1e-6
@@ -48,7 +38,7 @@ def test_predict_with_shipped_default_weights_sums_to_one(real_data):
 
 def test_pickle_weights_refused_cleanly(tmp_path, synth_data):
     (tmp_path / "evil.pth").write_bytes(b"\x80\x04.")
-    proc = run("predict", synth_data / "test" / "t0.png", "--weights", tmp_path / "evil.pth")
+    proc = run_cli("predict", synth_data / "test" / "t0.png", "--weights", tmp_path / "evil.pth")
     assert proc.returncode == 2 and "pickle" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -57,22 +47,22 @@ def test_check_reports_bad_rows_without_traceback(synth_data, tmp_path):
     bad.mkdir()
     (bad / "train").mkdir()
     (bad / "train.csv").write_text("Image,target\nmissing.jpg,kathak\n../../etc/passwd,odissi\n")
-    proc = run("check", "--data", bad)
+    proc = run_cli("check", "--data", bad)
     assert proc.returncode == 2
     assert "line 2 (missing.jpg): image file not found" in proc.stderr
     assert "line 3" in proc.stderr and "Traceback" not in proc.stderr
-    ok = run("check", "--data", synth_data)
+    ok = run_cli("check", "--data", synth_data)
     assert ok.returncode == 0 and "24 valid images, 3 classes" in ok.stdout
 
 
 def test_missing_data_dir_message(tmp_path):
-    proc = run("check", "--data", tmp_path / "none")
+    proc = run_cli("check", "--data", tmp_path / "none")
     assert proc.returncode == 2 and "No data set found" in proc.stderr
 
 
 def test_train_evaluate_submit_round_trip(synth_data, tmp_path):
     out = tmp_path / "m"
-    proc = run("train", "--data", synth_data, "--model", "seed-cnn", "--epochs", "2", "--image-size", "64",
+    proc = run_cli("train", "--data", synth_data, "--model", "seed-cnn", "--epochs", "2", "--image-size", "64",
                "--batch-size", "8", "--output", out, "--aug-preset", "none")
     assert proc.returncode == 0, proc.stderr
     assert "epoch   2" in proc.stdout and "hold-out: accuracy" in proc.stdout
@@ -80,22 +70,29 @@ def test_train_evaluate_submit_round_trip(synth_data, tmp_path):
     history = json.loads((tmp_path / "m.history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
 
-    proc = run("evaluate", "--data", synth_data, "--weights", out, "--output", tmp_path / "ev")
+    proc = run_cli("evaluate", "--data", synth_data, "--weights", out, "--output", tmp_path / "ev")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ev.json").read_text())
     meta = json.loads(out.with_suffix(".json").read_text())
     assert report["metrics"]["count"] == len(meta["split"]["val_images"])
 
-    proc = run("submit", "--data", synth_data, "--weights", out, "--output", tmp_path / "sub.csv")
+    proc = run_cli("submit", "--data", synth_data, "--weights", out, "--output", tmp_path / "sub.csv")
     assert proc.returncode == 0, proc.stderr
     rows = (tmp_path / "sub.csv").read_text().splitlines()
     assert rows[0] == "Image,target" and len(rows) == 5
     assert all(r.split(",")[1] in ("circle", "square", "stripes") for r in rows[1:])
 
 
-def test_train_output_default_requires_explicit_flag(synth_data):
-    # without --output the run goes to a new timestamped name, never weights/default
-    from dance.config import TrainConfig
-    from dance.training.train import default_output
+def test_train_without_output_never_touches_the_default_weights(synth_data, tiny_checkpoint, tmp_path):
+    from dance import paths
 
-    assert default_output(TrainConfig()).name.startswith("effnet-lite0-")
+    weights = copy_checkpoint(tiny_checkpoint, tmp_path / "weights", "default").parent
+    served = {p.name: p.read_bytes() for p in weights.glob("default.*")}
+    shipped = {p.name: p.read_bytes() for p in paths.WEIGHTS_DIR.glob("default.*")}
+    proc = run_cli("train", "--data", synth_data, "--model", "seed-cnn", "--epochs", "1", "--image-size", "32",
+                   "--aug-preset", "none", env={"DANCE_WEIGHTS_DIR": str(weights)})
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name: p.read_bytes() for p in weights.glob("default.*")} == served
+    assert {p.name: p.read_bytes() for p in paths.WEIGHTS_DIR.glob("default.*")} == shipped
+    made = sorted(p.name for p in weights.glob("*.safetensors") if p.name != "default.safetensors")
+    assert len(made) == 1 and made[0].startswith("seed-cnn-")  # a new, timestamped name beside it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import make_dataset, synthetic_image
 
+from dance.cli import main
 from dance.data.labels import load_labelled, load_unlabelled, read_labels
 from dance.errors import DataError
 
@@ -24,12 +25,17 @@ def problems(data, content, **kw):
     return [str(p) for p in read_labels(data / "train.csv", data / "train", **kw).problems]
 
 
-def refused(data, content) -> str:
+def refused(data, content, capsys, one_line: bool = True) -> str:
+    """The DataError loading `content` raises, checked to reach the user as the CLI's own message and exit 2."""
     write(data, content)
     with pytest.raises(DataError) as err:
         load_labelled(data)
-    assert "\n" not in str(err.value).splitlines()[0] and "Traceback" not in str(err.value)
-    return str(err.value)
+    message = str(err.value)
+    capsys.readouterr()
+    assert main(["check", "--data", str(data)]) == 2  # a user error: caught and reported, never raised
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert ("\n" not in message) == one_line, message
+    return message
 
 
 def test_wrong_field_count_is_named_not_misread(data):
@@ -62,8 +68,8 @@ def test_unsafe_names(data, name, reason):
     assert problems(data, f'Image,target\n"{name}",circle\n') == [f"line 2 ({name}): {reason}"]
 
 
-def test_nul_byte_refuses_the_file(data):
-    assert "contains NUL bytes" in refused(data, "Image,target\ncircle0.jpg\x00,circle\n")
+def test_nul_byte_refuses_the_file(data, capsys):
+    assert "contains NUL bytes" in refused(data, "Image,target\ncircle0.jpg\x00,circle\n", capsys)
 
 
 def test_symlinked_subfolder_pointing_outside(data, tmp_path):
@@ -96,14 +102,14 @@ def test_control_character_in_label(data):
     ("Image,target\n\n", "no rows"),
     ("\ufeffImage,target\ncircle0.jpg,circle\n", "needs at least 2 classes"),  # BOM accepted; then a real check
 ])
-def test_whole_file_refusals(data, content, message):
-    assert message in refused(data, content)
+def test_whole_file_refusals(data, content, message, capsys):
+    assert message in refused(data, content, capsys)
 
 
-def test_every_problem_listed_once_in_line_order(data):
+def test_every_problem_listed_once_in_line_order(data, capsys):
     content = ("Image,target\nmissing.jpg,circle\ncircle0.jpg,circle\n/etc/passwd,square\n"
                "circle0.jpg,circle\nsquare0.jpg,\nstripes0.jpg,stripes,x\n")
-    message = refused(data, content)
+    message = refused(data, content, capsys, one_line=False)
     lines = message.splitlines()
     assert "5 invalid row(s)" in lines[0]
     assert [line.split(" (")[0].strip(" -") for line in lines[1:]] == ["line 2", "line 4", "line 5", "line 6", "line 7"]

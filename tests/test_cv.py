@@ -6,21 +6,17 @@ import json
 
 import numpy as np
 import pytest
+from helpers import small_config
 
-from dance.config import AugmentConfig, TrainConfig
+from dance.config import TrainConfig
 from dance.errors import DataError
 from dance.models import checkpoint
 from dance.training.cv import attach_cv, cross_validate, list_oof_runs, load_oof
 from dance.training.train import prepare_data, train
 
 
-def tiny_cfg(**kw):
-    return TrainConfig(model="seed-cnn", epochs=1, image_size=64, batch_size=8, freeze_epochs=0,
-                       augment=AugmentConfig(preset="none"), **kw)
-
-
 def test_two_fold_cv_writes_oof_and_report(synth_data, tmp_path):
-    result = cross_validate(tiny_cfg(), synth_data, k=2, name="t", out_root=tmp_path)
+    result = cross_validate(small_config(), synth_data, k=2, name="t", out_root=tmp_path)
     s = json.loads((tmp_path / "t" / "report.json").read_text())
     assert {"accuracy", "macro_f1", "weighted_f1", "per_class_f1", "device", "folds", "train_seconds_total"} <= set(s)
     assert len(s["folds"]) == 2 and sum(f["images"] for f in s["folds"]) == 24
@@ -47,7 +43,7 @@ def test_folds_are_grouped_and_stratified_on_real_data(real_data):
 
 
 def test_tta_scored_on_the_same_fold_models(synth_data, tmp_path):
-    result = cross_validate(tiny_cfg(), synth_data, k=2, name="tta", tta=True, out_root=tmp_path)
+    result = cross_validate(small_config(), synth_data, k=2, name="tta", tta=True, out_root=tmp_path)
     t = result.summary["tta_metrics"]
     assert set(t) == {"accuracy", "macro_f1", "weighted_f1"} and all("tta" in f for f in result.folds)
     tta_oof = load_oof(tmp_path / "tta" / "oof-tta.csv")
@@ -56,8 +52,8 @@ def test_tta_scored_on_the_same_fold_models(synth_data, tmp_path):
 
 
 def test_same_seed_same_folds(synth_data, tmp_path):
-    a = cross_validate(tiny_cfg(seed=3), synth_data, k=2, save=False)
-    b = cross_validate(tiny_cfg(seed=3), synth_data, k=2, save=False)
+    a = cross_validate(small_config(seed=3), synth_data, k=2, save=False)
+    b = cross_validate(small_config(seed=3), synth_data, k=2, save=False)
     assert [f["images"] for f in a.folds] == [f["images"] for f in b.folds]
     assert np.allclose(a.oof.probs, b.oof.probs, atol=1e-6)
 
@@ -71,7 +67,7 @@ def test_load_oof_rejects_other_csv(tmp_path):
 
 
 def test_oof_from_another_checkout_is_re_rooted_at_the_data_set(synth_data, tmp_path, monkeypatch):
-    result = cross_validate(tiny_cfg(), synth_data, k=2, name="moved", out_root=tmp_path)
+    result = cross_validate(small_config(), synth_data, k=2, name="moved", out_root=tmp_path)
     csv = tmp_path / "moved" / "oof.csv"
     csv.write_text(csv.read_text().replace(str(synth_data), "/elsewhere/data"))
     monkeypatch.setenv("DANCE_DATA", str(synth_data))
@@ -80,8 +76,8 @@ def test_oof_from_another_checkout_is_re_rooted_at_the_data_set(synth_data, tmp_
 
 
 def test_attach_cv_records_scores_and_copies_files(synth_data, tmp_path):
-    run = cross_validate(tiny_cfg(), synth_data, k=2, name="r", out_root=tmp_path / "cv", tta=True)
-    stem = train(tiny_cfg(val_fraction=0.0), synth_data, tmp_path / "weights" / "m").checkpoint
+    run = cross_validate(small_config(), synth_data, k=2, name="r", out_root=tmp_path / "cv", tta=True)
+    stem = train(small_config(val_fraction=0.0), synth_data, tmp_path / "weights" / "m").checkpoint
     scores = attach_cv(run.out_dir, stem)
     meta = checkpoint.read_sidecar(stem)
     assert meta["metrics"]["cv"] == scores
@@ -93,8 +89,8 @@ def test_attach_cv_records_scores_and_copies_files(synth_data, tmp_path):
 
 
 def test_attach_cv_refuses_another_recipe_or_architecture(synth_data, tmp_path):
-    run = cross_validate(tiny_cfg(), synth_data, k=2, name="r", out_root=tmp_path / "cv")
-    longer_cfg = tiny_cfg(val_fraction=0.0)
+    run = cross_validate(small_config(), synth_data, k=2, name="r", out_root=tmp_path / "cv")
+    longer_cfg = small_config(val_fraction=0.0)
     longer_cfg.epochs = 2
     longer = train(longer_cfg, synth_data, tmp_path / "longer").checkpoint
     with pytest.raises(DataError, match="epochs"):
@@ -110,7 +106,7 @@ def test_attach_cv_refuses_another_recipe_or_architecture(synth_data, tmp_path):
 
 
 def test_repeats_report_every_fold_with_class_f1_and_per_repeat_oof(synth_data, tmp_path):
-    result = cross_validate(tiny_cfg(), synth_data, k=2, repeats=2, name="rep", out_root=tmp_path)
+    result = cross_validate(small_config(), synth_data, k=2, repeats=2, name="rep", out_root=tmp_path)
     s = result.summary
     assert [(f["repeat"], f["fold"]) for f in s["folds"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert s["protocol"] == "grouped" and set(s["class_f1"]) == {"circle", "square", "stripes"}
@@ -124,7 +120,7 @@ def test_repeats_report_every_fold_with_class_f1_and_per_repeat_oof(synth_data, 
 
 
 def test_ungrouped_cv_is_labelled_as_such(synth_data, tmp_path):
-    result = cross_validate(tiny_cfg(), synth_data, k=2, name="plain", out_root=tmp_path, grouped=False)
+    result = cross_validate(small_config(), synth_data, k=2, name="plain", out_root=tmp_path, grouped=False)
     assert result.summary["protocol"] == "ungrouped"
     assert "not the figure that counts" in (tmp_path / "plain" / "report.md").read_text()
 

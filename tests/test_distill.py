@@ -8,23 +8,22 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import small_config
 from torch import nn
 
 from dance.config import AugmentConfig, TrainConfig
 from dance.errors import DanceError, DataError
 from dance.models import checkpoint
 from dance.models.preprocess import build_eval_transform
+from dance.models.spec import resolve_run_spec
 from dance.training.cv import cross_validate
 from dance.training.engine import distillation_loss, fit, predict_logits, resize_batch
 from dance.training.train import build_state, check_settings, make_loader, prepare_data, train
 from dance.training.transforms import build_train_transform
 
 
-def small_cfg(**kw) -> TrainConfig:
-    values = dict(model="seed-cnn", epochs=1, image_size=48, batch_size=8, freeze_epochs=0,
-                  augment=AugmentConfig(preset="none"))
-    values.update(kw)
-    return TrainConfig(**values)
+def small_cfg(**changes) -> TrainConfig:
+    return small_config(image_size=48, **changes)
 
 
 def test_distillation_loss_is_the_temperature_scaled_kl_divergence():
@@ -69,7 +68,7 @@ def test_pure_distillation_makes_the_student_copy_its_teacher(synth_data):
     # the loader gives 64 px images: the teacher sees them as they are, the student resized to 48 px
     train_tf = build_train_transform(cfg.augment, 64, (0, 0, 0), (1, 1, 1))
     loader = make_loader(prepared.tensors, labels, everything, train_tf, cfg.batch_size, True, cfg.seed)
-    state = build_state(cfg, classes, len(loader), 48)
+    state = build_state(cfg, resolve_run_spec(cfg), classes, len(loader))
     state.teacher, state.teacher_size = AlwaysFirst(classes, 64), 64
     fit(cfg, state, loader, None, torch.device("cpu"))
     eval_loader = make_loader(prepared.tensors, labels, everything, build_eval_transform(48, (0, 0, 0), (1, 1, 1)),

@@ -14,6 +14,7 @@ from torch import nn
 from dance.errors import CheckpointError
 from dance.inference import explain, serving
 from dance.inference.predict import Predictor
+from dance.models import checkpoint
 from dance.models.checkpoint import Checkpoint
 from dance.models.registry import REGISTRY, Classifier, get_spec
 
@@ -154,3 +155,24 @@ def test_cli_writes_overlay_png_in_current_directory(tiny_checkpoint, synth_data
         assert png.format == "PNG" and png.size == original.size
     assert main(["explain", str(image), "--weights", str(tiny_checkpoint), "--class", "tutu"]) == 2
     assert "unknown class 'tutu'" in capsys.readouterr().err
+
+
+def test_explain_accepts_a_predictor_of_a_reimported_module(tiny_checkpoint):
+    """Streamlit re-imports changed modules while cached Predictors stay instances of the old class object."""
+    import importlib.util
+
+    import dance.inference.predict as current
+
+    spec = importlib.util.spec_from_file_location("dance_predict_reloaded", current.__file__)
+    reloaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reloaded)
+    from dance.inference.torch_engine import TorchEngine
+
+    ckpt = checkpoint.load(tiny_checkpoint)
+    stale = reloaded.Predictor(ckpt, TorchEngine(ckpt.model))
+    assert not isinstance(stale, Predictor)
+    image = Image.new("RGB", (80, 60), (200, 40, 40))
+    picture, name, prob = explain.explain(stale, image)
+    expected = explain.explain(serving.from_checkpoint(ckpt), image)
+    assert picture.size == image.size and (name, prob) == expected[1:]
+    assert np.array_equal(np.asarray(picture), np.asarray(expected[0]))

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import copy_checkpoint
 
 from dance import paths
 from dance.cli import main
 from dance.errors import CheckpointError
 from dance.inference import serving
 from dance.models import checkpoint, export, onnx_session
-
-
-def copy_checkpoint(stem: Path, folder: Path, suffixes=(".safetensors", ".json", ".onnx")) -> Path:
-    """Copy a checkpoint's files into `folder`; returns the new stem."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for suffix in suffixes:
-        shutil.copy2(stem.with_suffix(suffix), folder / (stem.name + suffix))
-    return folder / stem.name
 
 
 def real_images(real_data: Path, count: int) -> list[Path]:

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
+from helpers import encode
 from PIL import Image
 
 from dance.data.images import load_image, resize_shorter
 from dance.data.tensors import to_uint8_tensor
 from dance.errors import ImageError
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 def test_rgb_jpeg_round_trip():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import copy_checkpoint
 
 from dance.trust import label_issues as li
 from dance.trust.interpret import Predictions
@@ -101,7 +102,6 @@ def test_cli_prints_ranking_from_oof_file(tmp_path, capsys):
 
 
 def test_review_page_relabels_and_exports_without_touching_data(tiny_checkpoint, synth_data, tmp_path, monkeypatch):
-    import shutil
     from pathlib import Path
 
     from conftest import SYNTH_CLASSES
@@ -112,9 +112,7 @@ def test_review_page_relabels_and_exports_without_touching_data(tiny_checkpoint,
     from dance.ui.widgets import md_escape
 
     weights = tmp_path / "weights"
-    weights.mkdir()
-    for suffix in (".json", ".safetensors", ".onnx"):
-        shutil.copy(tiny_checkpoint.with_suffix(suffix), weights / f"default{suffix}")
+    copy_checkpoint(tiny_checkpoint, weights, "default")
     monkeypatch.setenv("DANCE_WEIGHTS_DIR", str(weights))
     # Out-of-fold predictions for the synthetic training images: right and confident, except one flipped label.
     paths = sorted((synth_data / "train").glob("*.jpg"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import small_config
 
 from dance.config import AugmentConfig, TrainConfig
 from dance.errors import DanceError
@@ -14,9 +15,9 @@ from dance.training.probe import fit_head, head_logits
 from dance.training.train import train
 
 
-def probe_cfg(**kw):
-    return TrainConfig(model="effnet-lite0", method="probe", image_size=64, probe_views=3, val_fraction=0.25,
-                       augment=AugmentConfig(preset="article"), **kw)
+def probe_cfg(**changes):
+    return small_config(model="effnet-lite0", method="probe", probe_views=3, val_fraction=0.25,
+                        augment=AugmentConfig(preset="article"), **changes)
 
 
 def test_fit_head_folds_standardisation_into_weights():

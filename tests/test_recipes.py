@@ -11,6 +11,7 @@ from torchvision.transforms import v2
 from dance import cli
 from dance.config import AugmentConfig, TrainConfig, mild_config
 from dance.errors import DanceError
+from dance.models.spec import resolve_run_spec
 from dance.training.engine import labelled_loss
 from dance.training.probe import cached_views, fit_head
 from dance.training.train import balanced_class_weights, build_state, check_settings
@@ -51,10 +52,10 @@ def test_balanced_class_weights_invert_the_class_frequency():
     weights = balanced_class_weights(np.array([0, 0, 0, 1, -1, -1]), 3)
     assert weights.tolist() == pytest.approx([4 / 6, 2.0, 0.0])  # 4 labelled rows; class 2 absent: never weighted
     cfg = TrainConfig(model="seed-cnn", image_size=32, freeze_epochs=0, class_weights="balanced")
-    state = build_state(cfg, 3, 1, 32, train_labels=np.array([0, 0, 0, 1]))
+    state = build_state(cfg, resolve_run_spec(cfg), 3, 1, train_labels=np.array([0, 0, 0, 1]))
     assert state.class_weight.tolist() == pytest.approx([4 / 6, 2.0, 0.0])
-    assert build_state(TrainConfig(model="seed-cnn", image_size=32), 3, 1, 32, train_labels=np.zeros(4, int)
-                       ).class_weight is None
+    plain = TrainConfig(model="seed-cnn", image_size=32)
+    assert build_state(plain, resolve_run_spec(plain), 3, 1, train_labels=np.zeros(4, int)).class_weight is None
 
 
 def test_unlabelled_rows_add_no_supervised_loss():
@@ -102,12 +103,13 @@ def test_probe_features_are_reused_from_the_cache(synth_data, tmp_path, monkeypa
     calls = []
     real = probe.extract_views
     monkeypatch.setattr(probe, "extract_views", lambda *a, **k: calls.append(1) or real(*a, **k))
-    cfg = TrainConfig(model="seed-cnn-bn", probe_views=2, augment=AugmentConfig(preset="none"))
+    cfg = TrainConfig(model="seed-cnn-bn", image_size=32, probe_views=2, augment=AugmentConfig(preset="none"))
+    run = resolve_run_spec(cfg)
     tensors = [torch.randint(0, 255, (3, 40, 40), dtype=torch.uint8) for _ in range(3)]
     model = get_spec("seed-cnn-bn").create(2, 32, pretrained=False)
-    first, seconds, hit = cached_views(cfg, model, tensors, 32, tmp_path)
-    again, seconds_again, hit_again = cached_views(cfg, model, tensors, 32, tmp_path)
+    first, seconds, hit = cached_views(cfg, run, model, tensors, tmp_path)
+    again, seconds_again, hit_again = cached_views(cfg, run, model, tensors, tmp_path)
     assert (hit, hit_again, len(calls)) == (False, True, 1) and seconds_again == seconds
     assert np.array_equal(first, again) and first.shape[:2] == (3, 2)
     tensors[0] = tensors[0].flip(-1)  # other image bytes: another entry
-    assert cached_views(cfg, model, tensors, 32, tmp_path)[2] is False and len(calls) == 2
+    assert cached_views(cfg, run, model, tensors, tmp_path)[2] is False and len(calls) == 2

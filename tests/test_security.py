@@ -6,27 +6,23 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
 import struct
 import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import copy_checkpoint
 from safetensors.torch import save as save_safetensors_bytes
 
 from dance.config import TrainConfig
+from dance.data.images import MAX_BYTES
 from dance.errors import CheckpointError
 from dance.models import checkpoint
+from dance.models.spec import resolve_run_spec
 from dance.training.train import build_state, load_training_state, save_training_state, state_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(ROOT / "dance").rglob("*.py"), *ROOT.glob("*.py"), *(ROOT / "bench").glob("*.py")])
-
-
-def copy_ckpt(src: Path, dst_dir: Path, name: str = "c") -> Path:
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(src.with_suffix(suffix), dst_dir / (name + suffix))
-    return dst_dir / name
 
 
 def edit_sidecar(stem: Path, **changes) -> None:
@@ -78,7 +74,7 @@ def test_the_source_check_fires():
 
 
 def test_safetensors_header_claiming_huge_size(tiny_checkpoint, tmp_path):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     data = stem.with_suffix(".safetensors").read_bytes()
     stem.with_suffix(".safetensors").write_bytes(struct.pack("<Q", 2**62) + data[8:])
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
@@ -86,7 +82,7 @@ def test_safetensors_header_claiming_huge_size(tiny_checkpoint, tmp_path):
 
 
 def test_safetensors_offsets_past_end_of_file(tiny_checkpoint, tmp_path):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     data = stem.with_suffix(".safetensors").read_bytes()
     size = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8:8 + size])
@@ -99,14 +95,14 @@ def test_safetensors_offsets_past_end_of_file(tiny_checkpoint, tmp_path):
 
 
 def test_pickle_renamed_safetensors_refused(tmp_path, tiny_checkpoint):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     stem.with_suffix(".safetensors").write_bytes(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94.")
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
         checkpoint.load(stem)
 
 
 def test_nan_weights_refused(tiny_checkpoint, tmp_path):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     ckpt = checkpoint.load(stem)
     state = {k: v.clone() for k, v in ckpt.model.state_dict().items()}
     name = next(k for k, v in state.items() if v.is_floating_point())
@@ -132,14 +128,14 @@ def test_nan_weights_refused(tiny_checkpoint, tmp_path):
     ({"unsure_threshold": 7}, "'unsure_threshold' must be a number between 0 and 1"),
 ])
 def test_sidecar_with_wrong_types_refused(tiny_checkpoint, tmp_path, changes, message):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     edit_sidecar(stem, **changes)
     with pytest.raises(CheckpointError, match=message):
         checkpoint.load(stem)
 
 
 def test_sidecar_that_is_not_an_object(tiny_checkpoint, tmp_path):
-    stem = copy_ckpt(tiny_checkpoint, tmp_path)
+    stem = copy_checkpoint(tiny_checkpoint, tmp_path, "c")
     stem.with_suffix(".json").write_text("[1, 2, 3]")
     with pytest.raises(CheckpointError, match="expected a JSON object"):
         checkpoint.load(stem)
@@ -150,7 +146,8 @@ def test_sidecar_that_is_not_an_object(tiny_checkpoint, tmp_path):
 
 
 def _state(model: str, tmp_path: Path) -> tuple[Path, object]:
-    state = build_state(TrainConfig(model=model, image_size=64, freeze_epochs=0), 3, 4, 64)
+    cfg = TrainConfig(model=model, image_size=64, freeze_epochs=0)
+    state = build_state(cfg, resolve_run_spec(cfg), 3, 4)
     stem = tmp_path / "run"
     state.epoch = 1
     save_training_state(stem, state)
@@ -159,7 +156,8 @@ def _state(model: str, tmp_path: Path) -> tuple[Path, object]:
 
 def test_resume_with_another_model_is_a_message(tmp_path):
     stem, _ = _state("seed-cnn", tmp_path)
-    other = build_state(TrainConfig(model="seed-cnn-bn", image_size=64, freeze_epochs=0), 3, 4, 64)
+    cfg = TrainConfig(model="seed-cnn-bn", image_size=64, freeze_epochs=0)
+    other = build_state(cfg, resolve_run_spec(cfg), 3, 4)
     with pytest.raises(CheckpointError, match="cannot resume from this training state.*original settings"):
         load_training_state(stem, other, 4)
 
@@ -194,7 +192,7 @@ def test_streamlit_security_settings():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     server = config["server"]
     assert server["enableXsrfProtection"] is True
-    assert 1 <= server["maxUploadSize"] <= 50  # MB; matches the loader's own limit at most
+    assert 1 <= server["maxUploadSize"] <= MAX_BYTES // 2**20  # MB; within the loader's own limit
     assert server.get("enableCORS", True) is True
     assert config.get("client", {}).get("showErrorDetails") in ("none", False)  # no tracebacks in the browser
     assert config.get("global", {}).get("developmentMode", False) is False

@@ -76,3 +76,14 @@ def test_resume_matches_uninterrupted_run(synth_data, tmp_path, workers):
     a = checkpoint.load(full.checkpoint).model.state_dict()
     b = checkpoint.load(result.checkpoint).model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a)
+
+
+def test_train_writes_the_learning_curves_beside_the_checkpoint(tiny_checkpoint):
+    import json
+
+    from dance.training.train import history_paths
+
+    json_file, html_file = history_paths(tiny_checkpoint)
+    history = json.loads(json_file.read_text())
+    assert history == checkpoint.read_sidecar(tiny_checkpoint)["history"] and len(history) == 4
+    assert "plotly" in html_file.read_text()[:100000].lower()

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+# torch's default CPU generator is one per process, and torchvision's transforms, dropout and weight initialisation
+# draw from it without taking a generator of their own. Whoever needs a reproducible stream from it — a training
+# run, an augmentation preview — holds this lock while it seeds and draws, so the app's previews (other threads)
+# can never reseed it in the middle of a training step. Re-entrant: a training step holds it while the loader
+# seeds each image inside.
+TORCH_RNG = threading.RLock()
+
+
+@contextmanager
+def seeded_torch(seed: int) -> Iterator[None]:
+    """Draw from torch's CPU generator seeded with `seed`, alone (under TORCH_RNG), and restore it afterwards."""
+    with TORCH_RNG, torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed % 2**62)  # CPU only: CUDA streams stay the run's own
+        yield
 
 
 class TensorImageDataset(Dataset):
@@ -26,8 +43,7 @@ class TensorImageDataset(Dataset):
     def __getitem__(self, key):
         if isinstance(key, tuple):
             seed, index = key
-            with torch.random.fork_rng(devices=[]):  # leaves the caller's random stream untouched
-                torch.manual_seed((seed * 1_000_003 + index) % 2**62)
+            with seeded_torch(seed * 1_000_003 + index):  # leaves the caller's random stream untouched
                 return self.transform(self.tensors[index]), int(self.labels[index])
         return self.transform(self.tensors[key]), int(self.labels[key])
 

@@ -25,12 +25,16 @@ Explainable = Union[Predictor, Checkpoint, str, os.PathLike, None]
 
 
 def _predictor(source: Explainable) -> Predictor:
-    """A Predictor from a Predictor, a loaded Checkpoint, or a checkpoint name / path."""
-    if isinstance(source, Predictor):
-        return source
+    """A Predictor from a Predictor, a loaded Checkpoint, or a checkpoint name / path.
+
+    Recognised by what they offer, not by isinstance: after Streamlit re-imports a changed module, a cached
+    Predictor is an instance of the old class object, and isinstance against the new one fails.
+    """
+    if hasattr(source, "preprocess") and hasattr(source, "engine") and hasattr(source, "classes"):
+        return source  # a Predictor
     # Grad-CAM needs the torch model's gradients, so never spend time on an ONNX session here.
-    if isinstance(source, Checkpoint):
-        return serving.from_checkpoint(source)
+    if hasattr(source, "meta") and getattr(source, "model", None) is not None:
+        return serving.from_checkpoint(source)  # a loaded Checkpoint
     return serving.load(source, backend="torch")
 
 

@@ -6,11 +6,10 @@ The model runs in an engine with `run(float32 (N,3,S,S)) -> (N,C) logits` and a 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence, Union
+from typing import Callable, Iterable, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -168,8 +167,13 @@ class Predictor:
         return [ImagePrediction(name, dict(zip(self.classes, map(float, row))), threshold=self.threshold)
                 for name, row in zip(names, probs)]
 
-    def predict(self, sources: Iterable[Named], tta: bool | None = None, batch_size: int = 16) -> list[ImagePrediction]:
-        """Predict files or bytes; an unreadable one gets an error entry and the others still run."""
+    def predict(self, sources: Iterable[Named], tta: bool | None = None, batch_size: int = 16,
+                progress: Callable[[int, int], None] | None = None) -> list[ImagePrediction]:
+        """Predict files or bytes; an unreadable one gets an error entry and the others still run.
+
+        `progress(done, total)` is called after each batch and at the end (unreadable files count as done).
+        """
+        sources = list(sources)
         results: list[ImagePrediction | None] = []
         pending: list[tuple[int, str, object]] = []
 
@@ -178,6 +182,8 @@ class Predictor:
             for (slot, _, _), pred in zip(pending, preds):
                 results[slot] = pred
             pending.clear()
+            if progress and len(results) < len(sources):
+                progress(len(results), len(sources))
 
         for source in sources:
             name, data = source if isinstance(source, tuple) else (str(source), source)
@@ -191,6 +197,8 @@ class Predictor:
                 flush()
         if pending:
             flush()
+        if progress:
+            progress(len(results), len(sources))
         return results  # type: ignore[return-value]
 
     def card(self) -> dict:

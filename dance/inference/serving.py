@@ -12,12 +12,11 @@ import importlib.util
 import os
 from pathlib import Path
 
+from dance.config import BACKENDS
 from dance.errors import CheckpointError
 from dance.inference.predict import Predictor
 from dance.models import sidecar
 from dance.models.onnx_session import PRECISIONS, recorded, verified_session
-
-BACKENDS = ("auto", "torch", "onnx")
 
 
 def torch_available() -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -111,7 +111,6 @@ class ModelSpec:
     std: tuple[float, float, float]
     pretrained: bool
     description: str
-    sizes: tuple[int, ...] = field(default=())
 
     def create(self, num_classes: int, size: int | None = None, pretrained: bool = True) -> Classifier:
         """Instantiate the model for `num_classes` at input `size` (default: its own)."""

@@ -6,6 +6,7 @@ which ONNX files were exported from it (with their SHA-256). `dance.models.check
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dance import paths
+from dance.config import CROP_MARGIN, cache_side
 from dance.errors import CheckpointError
 from dance.fileio import atomic_write_json
 
@@ -87,6 +89,13 @@ def read_sidecar(stem: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def stored_crop_margin(meta: dict[str, Any]) -> float:
+    """The crop margin the sidecar's run spec records (`dance.models.spec`), or CROP_MARGIN for older sidecars."""
+    stored = meta.get("run_spec")
+    margin = stored.get("crop_margin") if isinstance(stored, dict) else None
+    return float(margin) if _is_number(margin) and 1.0 <= margin <= 2.0 else CROP_MARGIN
+
+
 def _is_number(value: Any) -> bool:
     """A finite int or float (JSON booleans excluded)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -129,6 +138,16 @@ class SidecarView:
     def name(self) -> str:
         """The checkpoint's file stem."""
         return self.path.name
+
+    @property
+    def eval_side(self) -> int:
+        """Shorter side an image is resized to before the squash to the input size (the run spec's margin)."""
+        return cache_side(self.image_size, stored_crop_margin(self.meta))
+
+    def uncalibrated(self):
+        """The same checkpoint without its calibration: raw softmax probabilities and no "not sure" threshold."""
+        meta = {k: v for k, v in self.meta.items() if k not in ("calibration", "unsure_threshold")}
+        return dataclasses.replace(self, meta=meta)
 
 
 @dataclass

@@ -18,27 +18,24 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.metrics import f1_score
 
 from dance import paths
-from dance.config import TrainConfig
+from dance.config import CV_FOLDS, CV_REPEATS, TrainConfig
 from dance.data.splits import kfold_splits
 from dance.errors import DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dance.models import checkpoint
-from dance.models.preprocess import build_eval_transform
-from dance.models.registry import get_spec
+from dance.models.spec import RunSpec, resolve_run_spec
 from dance.paths import find_data_dir
 from dance.training.distill import training_set
 from dance.training.engine import Callback, device_name, fit, pick_device, predict_logits, softmax_np
-from dance.training.probe import cached_views, fit_head, view_probs
+from dance.training.probe import cached_views, fit_head, probe_model, view_probs
 from dance.training.train import (
     PreparedData,
-    augment_size,
     build_state,
     check_settings,
-    input_size,
+    eval_loader,
     load_teachers,
     make_loader,
     prepare_data,
@@ -67,8 +64,8 @@ def _mean_std(values: Sequence[float]) -> dict:
 def cross_validate(
     cfg: TrainConfig,
     data_dir: str | os.PathLike | None = None,
-    k: int = 5,
-    repeats: int = 1,
+    k: int = CV_FOLDS,
+    repeats: int = CV_REPEATS,
     name: str | None = None,
     tta: bool = False,
     out_root: Path | None = None,
@@ -94,120 +91,174 @@ def cross_validate(
     whose `--teacher` then names `<run>/folds/fold-{fold}`).
     """
     check_settings(cfg)
-    spec, size, device = get_spec(cfg.model), input_size(cfg), pick_device(cfg.device)
-    prepared = prepared or prepare_data(cfg, data_dir)
+    run, device = resolve_run_spec(cfg), pick_device(cfg.device)
+    prepared = prepared or prepare_data(cfg, data_dir, run=run)
     ds = prepared.dataset
     splits = kfold_splits(ds.labels, prepared.groups, k=k, seed=cfg.seed, repeats=repeats, grouped=grouped)
     if only_repeat is not None and not 0 <= only_repeat < repeats:
         raise DataError(f"--only-repeat must be between 0 and {repeats - 1} (there are {repeats} repeats).")
     selected = [n for n in range(len(splits)) if only_repeat is None or n // k == only_repeat]
-    train_tf = build_train_transform(cfg.augment, augment_size(cfg), spec.mean, spec.std)
-    eval_tf = build_eval_transform(size, spec.mean, spec.std)
-    name = name or f"{cfg.model}-{size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = name or f"{cfg.model}-{run.input_size}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out_dir = (out_root or paths.cv_root()) / name if save else None
-    prob_sum = np.zeros((len(ds), len(ds.classes)))
-    tta_sum = np.zeros_like(prob_sum)
-    per_repeat = np.zeros((repeats, *prob_sum.shape))
-    per_repeat_tta = np.zeros_like(per_repeat)
-    seen = np.zeros(len(ds), dtype=int)
-    fold_of = np.full(len(ds), -1)
-    feature_seconds, features_cached = 0.0, False
-    if cfg.method == "probe":
-        torch.manual_seed(cfg.seed)
-        features, feature_seconds, features_cached = cached_views(
-            cfg, spec.create(len(ds.classes), size), prepared.tensors, size, feature_cache)
+    fold_run = _FoldRun(cfg, run, prepared, device, list(callbacks), tta, k,
+                        out_dir if save_fold_models else None, feature_cache)
+    tally = _OutOfFold(len(ds), len(ds.classes), repeats, tta)
     folds = []
     for number in selected:
         train_idx, val_idx = splits[number]
         if grouped and set(prepared.groups[train_idx]) & set(prepared.groups[val_idx]):
             raise DataError("internal error: a source image sits on both sides of a fold")
-        started, unlabelled_used = time.perf_counter(), 0
-        fold_cfg = TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + number})
-        history: list[dict] = []
-        targets = ds.labels[val_idx]
-        if cfg.method == "probe":  # features were computed once; only the head is fitted per fold
-            weight, bias = fit_head(features[train_idx], ds.labels[train_idx], cfg.probe_c, len(ds.classes),
-                                    cfg.class_weights)
-            probs = view_probs(features[val_idx], weight, bias)
-            tta_probs = view_probs(features[val_idx], weight, bias, tta=True)
-        else:
-            val_names = [ds.paths[i].name for i in val_idx]
-            teacher = None
-            if cfg.teacher:  # each fold's own teacher: one trained on another split would leak this fold's answers
-                teacher = load_teachers(cfg, number, prepared, spec, val_names, f"fold {number}'s validation set")
-            # unlabelled photos (teacher targets only) join, except copies of this fold's validation images
-            tensors, all_labels, index, used = training_set(prepared.tensors, ds.labels, train_idx, val_idx,
-                                                            prepared.unlabelled, prepared.joint_groups)
-            unlabelled_used = len(used)
-            train_loader = make_loader(tensors, all_labels, index, train_tf, cfg.batch_size, True, fold_cfg.seed,
-                                       cfg.workers)
-            val_loader = make_loader(prepared.tensors, ds.labels, val_idx, eval_tf, 64, False)
-            state = build_state(fold_cfg, len(ds.classes), len(train_loader), size, teacher, ds.labels[train_idx])
-            fit(fold_cfg, state, train_loader, None, device, list(callbacks))
-            history = state.history
-            if save_fold_models and out_dir is not None:
-                split = {"val_fraction": round(len(val_idx) / len(ds), 4), "seed": cfg.seed, "k": k, "fold": number,
-                         "val_images": val_names}
-                checkpoint.save(out_dir / "folds" / f"fold-{number}", state.model,
-                                sidecar_meta(fold_cfg, spec, size, prepared, history=history, split=split))
-            probs = softmax_np(predict_logits(state.model, val_loader, device)[0])
-            if tta:  # the same fold model, scored both ways, so the TTA effect is measured on equal terms
-                tta_probs = softmax_np(predict_logits(state.model, val_loader, device, tta=True)[0])
-        prob_sum[val_idx] += probs
-        per_repeat[number // k, val_idx] = probs
-        if tta:
-            tta_sum[val_idx] += tta_probs
-            per_repeat_tta[number // k, val_idx] = tta_probs
-        seen[val_idx] += 1
-        fold_of[val_idx] = number % k
-        folds.append({
-            "repeat": number // k, "fold": number % k, "images": int(len(val_idx)),
-            "val_sha1": fold_fingerprint([ds.paths[i].name for i in val_idx]),
-            **_fold_metrics(probs, targets, ds.classes),
-            "train_seconds": round(time.perf_counter() - started, 1),
-            "final_train_loss": history[-1]["train_loss"] if history else math.nan,
-            "unlabelled_used": unlabelled_used,
-        })
-        if tta:
-            folds[-1]["tta"] = _fold_metrics(tta_probs, targets, ds.classes)
+        started = time.perf_counter()
+        probs, tta_probs, history, unlabelled_used = fold_run.predict(number, train_idx, val_idx)
+        tally.add(val_idx, number // k, number % k, probs, tta_probs)
+        folds.append(_fold_record(number, k, ds, val_idx, probs, tta_probs, history, started, unlabelled_used))
         if fold_progress:
             fold_progress(len(folds), len(selected), folds[-1])
-    oof = Predictions(prob_sum / np.maximum(seen, 1)[:, None], ds.labels, [str(p) for p in ds.paths], ds.classes)
-    per_class = oof.report()["f1"].round(4).to_dict()
-    summary = {
-        "name": name, "command": command, "model": cfg.model, "method": cfg.method, "image_size": size, "k": k,
-        "repeats": repeats, "only_repeat": only_repeat, "tta": tta, "protocol": "grouped" if grouped else "ungrouped",
+    oof = tally.predictions(ds)
+    summary = _summary(cfg, run, ds, oof, folds, device, name, command, k, repeats, tta, grouped, fold_run)
+    summary["only_repeat"] = only_repeat
+    if out_dir is not None:
+        _write_run(out_dir, ds, tally, splits, k, summary, sorted({n // k for n in selected}))
+    return CVResult(oof, folds, summary, out_dir)
+
+
+class _FoldRun:
+    """Trains (or, for the probe, fits the head of) each fold's model and returns its held-out probabilities."""
+
+    def __init__(self, cfg: TrainConfig, run: RunSpec, prepared: PreparedData, device, callbacks: list[Callback],
+                 tta: bool, k: int, fold_models: Path | None, feature_cache: Path | None):
+        self.cfg, self.run, self.prepared, self.device = cfg, run, prepared, device
+        self.callbacks, self.tta, self.k, self.fold_models = callbacks, tta, k, fold_models
+        self.train_tf = build_train_transform(cfg.augment, run.augment_size, run.mean, run.std)
+        self.features, self.feature_seconds, self.features_cached = None, 0.0, False
+        if cfg.method == "probe":  # backbone features of every view, computed once for all folds
+            model = probe_model(cfg, run, len(prepared.dataset.classes))
+            self.features, self.feature_seconds, self.features_cached = cached_views(
+                cfg, run, model, prepared.tensors, feature_cache)
+
+    def predict(self, number: int, train_idx: np.ndarray, val_idx: np.ndarray):
+        """(held-out probabilities, their TTA version or None, the fold's history, unlabelled images trained on)."""
+        if self.features is not None:  # the probe: only the head is fitted per fold
+            labels, classes = self.prepared.dataset.labels, len(self.prepared.dataset.classes)
+            weight, bias = fit_head(self.features[train_idx], labels[train_idx], self.cfg.probe_c, classes,
+                                    self.cfg.class_weights)
+            tta_probs = view_probs(self.features[val_idx], weight, bias, tta=True) if self.tta else None
+            return view_probs(self.features[val_idx], weight, bias), tta_probs, [], 0
+        return self._train(number, train_idx, val_idx)
+
+    def _train(self, number: int, train_idx: np.ndarray, val_idx: np.ndarray):
+        """Fine-tune a fresh model on the fold's training images (seed + fold number) and score its held-out ones."""
+        cfg, prepared, ds = self.cfg, self.prepared, self.prepared.dataset
+        fold_cfg = TrainConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + number})
+        val_names = [ds.paths[i].name for i in val_idx]
+        teacher = None
+        if cfg.teacher:  # each fold's own teacher: one trained on another split would leak this fold's answers
+            teacher = load_teachers(cfg, number, prepared, self.run, val_names, f"fold {number}'s validation set")
+        # unlabelled photos (teacher targets only) join, except copies of this fold's validation images
+        tensors, all_labels, index, used = training_set(prepared.tensors, ds.labels, train_idx, val_idx,
+                                                        prepared.unlabelled, prepared.joint_groups)
+        train_loader = make_loader(tensors, all_labels, index, self.train_tf, cfg.batch_size, True, fold_cfg.seed,
+                                   cfg.workers)
+        val_loader = eval_loader(prepared, val_idx, self.run)
+        state = build_state(fold_cfg, self.run, len(ds.classes), len(train_loader), teacher, ds.labels[train_idx])
+        fit(fold_cfg, state, train_loader, None, self.device, self.callbacks)
+        if self.fold_models is not None:
+            split = {"val_fraction": round(len(val_idx) / len(ds), 4), "seed": cfg.seed, "k": self.k, "fold": number,
+                     "val_images": val_names}
+            checkpoint.save(self.fold_models / "folds" / f"fold-{number}", state.model,
+                            sidecar_meta(fold_cfg, self.run, prepared, history=state.history, split=split))
+        probs = softmax_np(predict_logits(state.model, val_loader, self.device)[0])
+        tta_probs = None
+        if self.tta:  # the same fold model, scored both ways, so the TTA effect is measured on equal terms
+            tta_probs = softmax_np(predict_logits(state.model, val_loader, self.device, tta=True)[0])
+        return probs, tta_probs, state.history, len(used)
+
+
+class _OutOfFold:
+    """Sums each image's held-out probabilities over repeats (plain and TTA), keeps each repeat's, and its fold."""
+
+    def __init__(self, images: int, classes: int, repeats: int, tta: bool):
+        self.sum = np.zeros((images, classes))
+        self.tta_sum = np.zeros_like(self.sum) if tta else None
+        self.per_repeat = np.zeros((repeats, images, classes))
+        self.per_repeat_tta = np.zeros_like(self.per_repeat) if tta else None
+        self.seen = np.zeros(images, dtype=int)
+        self.fold_of = np.full(images, -1)
+
+    def add(self, index: np.ndarray, repeat: int, fold: int, probs: np.ndarray, tta_probs: np.ndarray | None) -> None:
+        """Record one fold's held-out probabilities."""
+        self.sum[index] += probs
+        self.per_repeat[repeat, index] = probs
+        if self.tta_sum is not None:
+            self.tta_sum[index] += tta_probs
+            self.per_repeat_tta[repeat, index] = tta_probs
+        self.seen[index] += 1
+        self.fold_of[index] = fold
+
+    def predictions(self, ds, tta: bool = False) -> Predictions:
+        """The mean out-of-fold probabilities (or their TTA version) as Predictions."""
+        total = self.tta_sum if tta else self.sum
+        return Predictions(total / np.maximum(self.seen, 1)[:, None], ds.labels, [str(p) for p in ds.paths],
+                           ds.classes)
+
+
+def _fold_record(number: int, k: int, ds, val_idx: np.ndarray, probs: np.ndarray, tta_probs: np.ndarray | None,
+                 history: list[dict], started: float, unlabelled_used: int = 0) -> dict:
+    """One fold's line of the report: where it sits, its metrics (and TTA's), time and final training loss."""
+    targets = ds.labels[val_idx]
+    record = {
+        "repeat": number // k, "fold": number % k, "images": int(len(val_idx)),
+        "val_sha1": fold_fingerprint([ds.paths[i].name for i in val_idx]),
+        **_fold_metrics(probs, targets, ds.classes),
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "final_train_loss": history[-1]["train_loss"] if history else math.nan,
+        "unlabelled_used": unlabelled_used,
+    }
+    if tta_probs is not None:
+        record["tta"] = _fold_metrics(tta_probs, targets, ds.classes)
+    return record
+
+
+def _summary(cfg: TrainConfig, run: RunSpec, ds, oof: Predictions, folds: list[dict], device, name: str,
+             command: str | None, k: int, repeats: int, tta: bool, grouped: bool, fold_run: _FoldRun) -> dict:
+    """report.json: settings, mean ± std of each metric over folds, out-of-fold metrics, per-class F1, timings."""
+    metrics = ("accuracy", "macro_f1", "weighted_f1")
+    feature_seconds = fold_run.feature_seconds
+    return {
+        "name": name, "command": command, "model": cfg.model, "method": cfg.method, "image_size": run.input_size,
+        "k": k, "repeats": repeats, "tta": tta, "protocol": "grouped" if grouped else "ungrouped",
         "images": len(ds), "device": device_name(device),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
-        **{metric: _mean_std([f[metric] for f in folds]) for metric in ("accuracy", "macro_f1", "weighted_f1")},
-        "oof": oof.metrics(), "per_class_f1": per_class,
+        **{metric: _mean_std([f[metric] for f in folds]) for metric in metrics},
+        "oof": oof.metrics(), "per_class_f1": oof.report()["f1"].round(4).to_dict(),
         "class_f1": {c: _mean_std([f["class_f1"][c] for f in folds]) for c in ds.classes},
-        "tta_metrics": {metric: _mean_std([f["tta"][metric] for f in folds])
-                        for metric in ("accuracy", "macro_f1", "weighted_f1")} if tta else None,
+        "tta_metrics": {metric: _mean_std([f["tta"][metric] for f in folds]) for metric in metrics} if tta else None,
         "feature_seconds": feature_seconds,  # probe: backbone features, computed once for all folds
-        "features_cached": features_cached,  # ... by an earlier run with the same views (its extraction time above)
+        "features_cached": fold_run.features_cached,  # ... by an earlier run with the same views (its time above)
         "train_seconds_total": round(feature_seconds + sum(f["train_seconds"] for f in folds), 1),
         "folds": folds,
     }
-    if out_dir is not None:
-        save_oof(out_dir / "oof.csv", oof, fold_of)
-        if repeats > 1:
-            for r in sorted({n // k for n in selected}):
-                repeat_fold = np.full(len(ds), -1)
-                for number, (_, val_idx) in enumerate(splits[r * k:(r + 1) * k]):
-                    repeat_fold[val_idx] = number
-                save_oof(out_dir / f"oof-r{r}.csv", Predictions(per_repeat[r], ds.labels, oof.paths, ds.classes),
-                         repeat_fold)
-                if tta:
-                    save_oof(out_dir / f"oof-tta-r{r}.csv",
-                             Predictions(per_repeat_tta[r], ds.labels, oof.paths, ds.classes), repeat_fold)
-        if tta:
-            tta_oof = Predictions(tta_sum / np.maximum(seen, 1)[:, None], ds.labels, oof.paths, ds.classes)
-            save_oof(out_dir / "oof-tta.csv", tta_oof, fold_of)
-        atomic_write_json(out_dir / "report.json", summary)
-        atomic_write_text(out_dir / "report.md", report_markdown(summary))
-    return CVResult(oof, folds, summary, out_dir)
+
+
+def _write_run(out_dir: Path, ds, tally: _OutOfFold, splits, k: int, summary: dict, repeats_run: list[int]) -> None:
+    """oof.csv (each repeat's oof-r<n>.csv and oof-tta-r<n>.csv, oof-tta.csv), report.json and report.md."""
+    oof = tally.predictions(ds)
+    save_oof(out_dir / "oof.csv", oof, tally.fold_of)
+    if len(tally.per_repeat) > 1:
+        for r in repeats_run:
+            repeat_fold = np.full(len(ds), -1)
+            for number, (_, val_idx) in enumerate(splits[r * k:(r + 1) * k]):
+                repeat_fold[val_idx] = number
+            save_oof(out_dir / f"oof-r{r}.csv", Predictions(tally.per_repeat[r], ds.labels, oof.paths, ds.classes),
+                     repeat_fold)
+            if tally.per_repeat_tta is not None:
+                save_oof(out_dir / f"oof-tta-r{r}.csv",
+                         Predictions(tally.per_repeat_tta[r], ds.labels, oof.paths, ds.classes), repeat_fold)
+    if tally.tta_sum is not None:
+        save_oof(out_dir / "oof-tta.csv", tally.predictions(ds, tta=True), tally.fold_of)
+    atomic_write_json(out_dir / "report.json", summary)
+    atomic_write_text(out_dir / "report.md", report_markdown(summary))
 
 
 def _fold_metrics(probs: np.ndarray, targets: np.ndarray, classes: Sequence[str]) -> dict:
@@ -290,12 +341,14 @@ def report_markdown(summary: dict) -> str:
         f"{summary['train_seconds_total']} s; {summary['created']}",
         f"- command: `{summary.get('command') or 'python API'}`", "",
         "| metric | mean ± std over folds |", "|---|---|",
-        f"| accuracy | {pm('accuracy')} |", f"| macro-F1 | {pm('macro_f1')} |", f"| weighted-F1 | {pm('weighted_f1')} |",
+        f"| accuracy | {pm('accuracy')} |", f"| macro-F1 | {pm('macro_f1')} |",
+        f"| weighted-F1 | {pm('weighted_f1')} |",
     ]
     if summary.get("tta_metrics"):
         t = summary["tta_metrics"]
         lines += [f"| {label} with TTA | {t[key]['mean']:.4f} ± {t[key]['std']:.4f} |"
-                  for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))]
+                  for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
+                                     ("weighted_f1", "weighted-F1"))]
     lines += [
         "", "| repeat | fold | images | accuracy | macro-F1 | weighted-F1 | train s |", "|---|---|---|---|---|---|---|",
     ]

@@ -14,23 +14,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from dance.config import TrainConfig
 from dance.data.images import UPLOAD_TYPES
 from dance.errors import DataError
 from dance.models import checkpoint
+from dance.models.spec import teacher_stems  # noqa: F401 - where distillation's callers look for it
 from dance.training.engine import TeacherEnsemble
 
 UNLABELLED = -1  # the label of an unlabelled image: the supervised loss skips it
-
-
-def teacher_stems(cfg: TrainConfig, fold: int = 0) -> list[str]:
-    """The teacher checkpoints of `cfg` ("{fold}" in a name becomes the CV fold number)."""
-    return [part.strip().replace("{fold}", str(fold)) for part in cfg.teacher.split(",") if part.strip()]
-
-
-def teacher_input_size(cfg: TrainConfig) -> int:
-    """The largest input side among the teachers (0 without a teacher)."""
-    return max((int(checkpoint.read_sidecar(stem)["image_size"]) for stem in teacher_stems(cfg)), default=0)
 
 
 def ensemble(teachers: Sequence[checkpoint.Checkpoint]) -> TeacherEnsemble:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import platform
 import threading
@@ -17,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dance.config import TrainConfig
-from dance.data.loader import SeededSampler
+from dance.data.loader import TORCH_RNG, SeededSampler
 from dance.models.preprocess import tta_views
 from dance.models.registry import Classifier
 from dance.training import distributed
@@ -64,6 +65,7 @@ class FitState:
     input_size: int = 0  # the model's input side; loader images of another size are resized to it (distillation)
     teacher_size: int = 0  # the teacher's input side
     class_weight: torch.Tensor | None = None  # per-class loss weights ("balanced" class weights), else None
+    pretrained: bool = False  # the model starts from ImageNet weights (only those get a frozen warm-up)
 
 
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:
@@ -150,6 +152,36 @@ def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+def _step(state: FitState, net: nn.Module, cfg: TrainConfig, images: torch.Tensor, targets: torch.Tensor,
+          device: torch.device, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch (mixup and the teacher as configured); returns (loss, logits)."""
+    images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        if cfg.mixup > 0:
+            images, t1, t2, lam = _mixup(images, targets, cfg.mixup, generator)
+        teacher_logits = None
+        if state.teacher is not None:  # the teacher sees the very same augmented (and mixed) view
+            with torch.no_grad():
+                teacher_logits = state.teacher(resize_batch(images, state.teacher_size)).float()
+        logits = net(resize_batch(images, state.input_size)).float()
+        weight = None if state.class_weight is None else state.class_weight.to(device)
+        if cfg.mixup > 0:
+            loss = (lam * labelled_loss(logits, t1, cfg.label_smoothing, weight)
+                    + (1 - lam) * labelled_loss(logits, t2, cfg.label_smoothing, weight))
+        else:
+            loss = labelled_loss(logits, targets, cfg.label_smoothing, weight)
+        if teacher_logits is not None:
+            w = cfg.distill_weight
+            loss = (1 - w) * loss + w * distillation_loss(logits, teacher_logits, cfg.distill_temperature)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    state.scheduler.step()
+    return loss.detach(), logits.detach()
+
+
 def train_one_epoch(
     state: FitState, loader: DataLoader, cfg: TrainConfig, device: torch.device,
     callbacks: list[Callback] = (), stop: threading.Event | None = None,
@@ -157,60 +189,38 @@ def train_one_epoch(
     """One pass over `loader`; returns {'train_loss', 'train_acc'}."""
     model = state.model
     model.train()
-    frozen = state.epoch < cfg.freeze_epochs and _is_pretrained(cfg)
+    frozen = state.epoch < cfg.freeze_epochs and state.pretrained
     set_backbone_trainable(model, not frozen)
     total_loss, correct, seen, labelled = 0.0, 0, 0, 0
     # Each epoch's randomness depends only on (seed, epoch), so a resumed run repeats an uninterrupted one.
     epoch_seed = cfg.seed * 1000 + state.epoch
-    torch.manual_seed(epoch_seed)
+    with TORCH_RNG:
+        torch.manual_seed(epoch_seed)
     generator = torch.Generator().manual_seed(epoch_seed)
     sampler = getattr(loader, "sampler", None)
     if isinstance(sampler, SeededSampler):  # make_loader's (also around a DistributedSampler under torchrun)
         sampler.set_epoch(state.epoch, epoch_seed)  # the order and every image's augmentation for this epoch
     net = state.wrapped if state.wrapped is not None else model
-    for batch, (images, targets) in enumerate(loader):
+    batches = iter(loader)
+    for batch in itertools.count():
         if stop is not None and stop.is_set():
             break
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            if cfg.mixup > 0:
-                images, t1, t2, lam = _mixup(images, targets, cfg.mixup, generator)
-            teacher_logits = None
-            if state.teacher is not None:  # the teacher sees the very same augmented (and mixed) view
-                with torch.no_grad():
-                    teacher_logits = state.teacher(resize_batch(images, state.teacher_size)).float()
-            logits = net(resize_batch(images, state.input_size)).float()
-            weight = None if state.class_weight is None else state.class_weight.to(device)
-            if cfg.mixup > 0:
-                loss = (lam * labelled_loss(logits, t1, cfg.label_smoothing, weight)
-                        + (1 - lam) * labelled_loss(logits, t2, cfg.label_smoothing, weight))
-            else:
-                loss = labelled_loss(logits, targets, cfg.label_smoothing, weight)
-            if teacher_logits is not None:
-                w = cfg.distill_weight
-                loss = (1 - w) * loss + w * distillation_loss(logits, teacher_logits, cfg.distill_temperature)
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
-        state.scheduler.step()
-        total_loss += float(loss.detach()) * len(targets)
-        correct += int((logits.argmax(1) == targets).sum())
+        # in-process augmentation, mixup and dropout draw from torch's global stream: no preview may reseed it
+        with TORCH_RNG:
+            item = next(batches, None)
+            if item is None:
+                break
+            targets = item[1]
+            loss, logits = _step(state, net, cfg, item[0], targets, device, generator)
+        total_loss += float(loss) * len(targets)
+        correct += int((logits.argmax(1).cpu() == targets).sum())
         seen += len(targets)
         labelled += int((targets >= 0).sum())
         for cb in callbacks:
-            cb.on_batch_end(state.epoch, batch + 1, len(loader), float(loss.detach()))
+            cb.on_batch_end(state.epoch, batch + 1, len(loader), float(loss))
     total_loss, correct, seen, labelled = distributed.sum_across([total_loss, correct, seen, labelled], device)
     # loss over every image (unlabelled ones add their distillation term), accuracy over the labelled ones
     return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(labelled, 1)}
-
-
-def _is_pretrained(cfg: TrainConfig) -> bool:
-    """Whether the configured model starts from ImageNet weights (only those get a frozen warm-up)."""
-    from dance.models.registry import get_spec
-
-    return get_spec(cfg.model).pretrained
 
 
 @torch.inference_mode()
@@ -232,10 +242,10 @@ def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device, t
     return torch.cat(all_logits), torch.cat(all_targets)
 
 
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, label_smoothing: float = 0.0) -> dict:
-    """Validation loss and accuracy."""
+def validation_metrics(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
+    """Validation loss (plain cross-entropy, no label smoothing) and accuracy."""
     logits, targets = predict_logits(model, loader, device)
-    loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    loss = F.cross_entropy(logits, targets)
     return {"val_loss": float(loss), "val_acc": float((logits.argmax(1) == targets).float().mean())}
 
 
@@ -262,7 +272,7 @@ def fit(
         if stop is not None and stop.is_set():
             break
         if val_loader is not None:
-            record.update(evaluate(state.model, val_loader, device))
+            record.update(validation_metrics(state.model, val_loader, device))
         record["lr"] = state.optimizer.param_groups[-1]["lr"]
         record["seconds"] = round(time.perf_counter() - started, 3)
         state.epoch += 1

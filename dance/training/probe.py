@@ -22,10 +22,12 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from dance.config import TrainConfig
+from dance.data.loader import seeded_torch
 from dance.errors import DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json
 from dance.models.preprocess import build_eval_transform
-from dance.models.registry import Classifier, get_spec
+from dance.models.registry import Classifier
+from dance.models.spec import RunSpec
 from dance.training.engine import pick_device
 from dance.training.transforms import build_train_transform
 
@@ -40,36 +42,31 @@ def _pooled(model: Classifier) -> nn.Module:
 
 
 @torch.inference_mode()
-def extract_views(cfg: TrainConfig, model: Classifier, tensors, size: int, progress=None) -> np.ndarray:
+def extract_views(cfg: TrainConfig, run: RunSpec, model: Classifier, tensors, progress=None) -> np.ndarray:
     """(N, V, D) features: view 0 plain, view 1 mirrored, views 2..V-1 augmented as in training (seeded)."""
-    spec = get_spec(cfg.model)
     device = pick_device(cfg.device)
     net = _pooled(model).to(device)
-    eval_tf = build_eval_transform(size, spec.mean, spec.std)
-    train_tf = build_train_transform(cfg.augment, size, spec.mean, spec.std)
+    eval_tf = build_eval_transform(run.input_size, run.mean, run.std)
+    train_tf = build_train_transform(cfg.augment, run.input_size, run.mean, run.std)
     views = max(2, cfg.probe_views)
     out = []
-    state = torch.random.get_rng_state()
-    try:
-        for v in range(views):
-            torch.manual_seed(cfg.seed * 7919 + v)
+    for v in range(views):
+        with seeded_torch(cfg.seed * 7919 + v):
             if v < 2:
                 batch_views = [eval_tf(t) for t in tensors]
                 if v == MIRROR:
                     batch_views = [x.flip(-1) for x in batch_views]
             else:
                 batch_views = [train_tf(t) for t in tensors]
-            feats = [net(torch.stack(batch_views[i:i + 32]).to(device)).float().cpu()
-                     for i in range(0, len(batch_views), 32)]
-            out.append(torch.cat(feats).numpy())
-            if progress:
-                progress(v + 1, views)
-    finally:
-        torch.random.set_rng_state(state)
+        feats = [net(torch.stack(batch_views[i:i + 32]).to(device)).float().cpu()
+                 for i in range(0, len(batch_views), 32)]
+        out.append(torch.cat(feats).numpy())
+        if progress:
+            progress(v + 1, views)
     return np.stack(out, axis=1)
 
 
-def cached_views(cfg: TrainConfig, model: Classifier, tensors, size: int, cache_dir: Path | None = None,
+def cached_views(cfg: TrainConfig, run: RunSpec, model: Classifier, tensors, cache_dir: Path | None = None,
                  progress=None) -> tuple[np.ndarray, float, bool]:
     """`extract_views`, kept in `cache_dir` as .npy keyed by the recipe and the image bytes (probe runs that differ
     only in the head, the folds or the protocol then share one extraction); None: no cache.
@@ -78,7 +75,8 @@ def cached_views(cfg: TrainConfig, model: Classifier, tensors, size: int, cache_
     """
     started = time.perf_counter()
     if cache_dir is None:
-        return extract_views(cfg, model, tensors, size, progress), round(time.perf_counter() - started, 1), False
+        return extract_views(cfg, run, model, tensors, progress), round(time.perf_counter() - started, 1), False
+    size = run.input_size
     recipe = {"model": cfg.model, "size": size, "views": max(2, cfg.probe_views), "seed": cfg.seed,
               "augment": asdict(cfg.augment)}
     digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode())
@@ -95,7 +93,7 @@ def cached_views(cfg: TrainConfig, model: Classifier, tensors, size: int, cache_
                 return features, seconds, True
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is simply recomputed
-    features = extract_views(cfg, model, tensors, size, progress)
+    features = extract_views(cfg, run, model, tensors, progress)
     seconds = round(time.perf_counter() - started, 1)
     buffer = io.BytesIO()
     np.save(buffer, features, allow_pickle=False)
@@ -159,12 +157,17 @@ def _log_loss_and_accuracy(probs: np.ndarray, labels: np.ndarray) -> tuple[float
     return loss, float((probs.argmax(1) == labels).mean())
 
 
-def fit_probe(cfg: TrainConfig, prepared, train_idx, val_idx, size: int, progress=None):
+def probe_model(cfg: TrainConfig, run: RunSpec, classes: int) -> Classifier:
+    """The probe's model: the pretrained backbone with a fresh head, built from the run's seed."""
+    with seeded_torch(cfg.seed):
+        return run.model.create(classes, run.input_size)
+
+
+def fit_probe(cfg: TrainConfig, run: RunSpec, prepared, train_idx, val_idx, progress=None):
     """Extract features of every image once, fit the head on the training rows; returns (model, history, features)."""
     labels, classes = prepared.dataset.labels, len(prepared.dataset.classes)
-    torch.manual_seed(cfg.seed)
-    model = get_spec(cfg.model).create(classes, size)
-    features = extract_views(cfg, model, prepared.tensors, size, progress)
+    model = probe_model(cfg, run, classes)
+    features = extract_views(cfg, run, model, prepared.tensors, progress)
     weight, bias = fit_head(features[train_idx], labels[train_idx], cfg.probe_c, classes, cfg.class_weights)
     set_head(model, weight, bias)
     record = {"epoch": 1}

@@ -26,16 +26,17 @@ from dance import paths
 from dance.config import TrainConfig
 from dance.data.cache import ImageCache
 from dance.data.labels import LabelledSet, load_labelled
-from dance.data.loader import SeededSampler, TensorImageDataset
+from dance.data.loader import SeededSampler, TensorImageDataset, seeded_torch
 from dance.data.splits import holdout_split, source_groups
 from dance.errors import CheckpointError, DanceError, DataError
-from dance.fileio import atomic_write_bytes, atomic_write_json
+from dance.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dance.models import checkpoint
 from dance.models.preprocess import build_eval_transform
-from dance.models.registry import ModelSpec, get_spec
+from dance.models.registry import get_spec
+from dance.models.spec import RunSpec, resolve_run_spec, teacher_stems
 from dance.paths import find_data_dir
 from dance.training import distributed
-from dance.training.distill import ensemble, teacher_input_size, teacher_stems, training_set, unlabelled_images
+from dance.training.distill import ensemble, training_set, unlabelled_images
 from dance.training.engine import (
     Callback,
     FitState,
@@ -49,9 +50,9 @@ from dance.training.engine import (
 from dance.training.transforms import augmentation_stages, build_train_transform
 from dance.trust.interpret import Predictions
 
-CACHE_MARGIN = 1.15  # cached images keep a little more than the input size, for random crops
 GROUP_SIDE = 160  # near-duplicate groups are hashed from images of this side, whatever the model's input size, so
 # runs at different sizes get the same folds (and can be paired, ensembled or distilled from one another)
+VAL_BATCH = 64  # evaluation loaders' batch size (validation, CV folds): no gradients, so larger than training's
 
 
 @dataclass
@@ -121,23 +122,13 @@ def check_settings(cfg: TrainConfig) -> None:
         raise DanceError(f"Invalid training settings: {'; '.join(problems)}.")
 
 
-def input_size(cfg: TrainConfig) -> int:
-    """The configured input size, or the model's own."""
-    return cfg.image_size or get_spec(cfg.model).input_size
-
-
-def augment_size(cfg: TrainConfig) -> int:
-    """Side of the augmented training images: the largest of the model's and its teachers' input sizes."""
-    return max(input_size(cfg), teacher_input_size(cfg))
-
-
-def load_teachers(cfg: TrainConfig, fold: int, prepared: "PreparedData", spec: ModelSpec, held_out: Sequence[str],
+def load_teachers(cfg: TrainConfig, fold: int, prepared: "PreparedData", run: RunSpec, held_out: Sequence[str],
                   where: str) -> list[checkpoint.Checkpoint]:
     """Every teacher of `cfg` for `fold`, each checked by `load_teacher` (none may have trained on `held_out`)."""
-    return [load_teacher(stem, prepared, spec, held_out, where) for stem in teacher_stems(cfg, fold)]
+    return [load_teacher(stem, prepared, run, held_out, where) for stem in teacher_stems(cfg, fold)]
 
 
-def load_teacher(stem: str, prepared: "PreparedData", spec: ModelSpec, held_out: Sequence[str],
+def load_teacher(stem: str, prepared: "PreparedData", run: RunSpec, held_out: Sequence[str],
                  where: str) -> checkpoint.Checkpoint:
     """Load a distillation teacher; refuse one with other classes or normalisation, or one that trained on any
     of the `held_out` image names (`where` names them in the message) — it would pass on their answers."""
@@ -145,8 +136,8 @@ def load_teacher(stem: str, prepared: "PreparedData", spec: ModelSpec, held_out:
     if teacher.classes != prepared.dataset.classes:
         raise DanceError(f"Teacher {stem} predicts {teacher.classes}, but the data set's classes are "
                          f"{prepared.dataset.classes}.")
-    if tuple(teacher.mean) != tuple(spec.mean) or tuple(teacher.std) != tuple(spec.std):
-        raise DanceError(f"Teacher {stem} normalises images differently from {spec.name}; "
+    if tuple(teacher.mean) != tuple(run.mean) or tuple(teacher.std) != tuple(run.std):
+        raise DanceError(f"Teacher {stem} normalises images differently from {run.model.name}; "
                          "distil between models with the same mean and std.")
     teacher_held_out = set(teacher.meta.get("split", {}).get("val_images", []))
     seen = [name for name in held_out if name not in teacher_held_out]
@@ -160,12 +151,12 @@ def load_teacher(stem: str, prepared: "PreparedData", spec: ModelSpec, held_out:
 
 def prepare_data(
     cfg: TrainConfig, data_dir: str | os.PathLike | None = None, cache: ImageCache | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, run: RunSpec | None = None,
 ) -> PreparedData:
     """Locate, validate and decode the labelled set (every bad row or image reported before training)."""
     folder = find_data_dir(data_dir)
     dataset = load_labelled(folder, limit=cfg.limit)
-    cache = cache or ImageCache(side=math.ceil(augment_size(cfg) * CACHE_MARGIN))
+    cache = cache or ImageCache(side=(run or resolve_run_spec(cfg)).cache_side)
     tensors = cache.load_all(dataset.paths, progress)
     thumbnails = ImageCache(side=GROUP_SIDE)
     prepared = PreparedData(dataset, tensors, source_groups(thumbnails.load_all(dataset.paths)), folder)
@@ -206,7 +197,7 @@ def make_loader(
 
 
 def build_state(
-    cfg: TrainConfig, num_classes: int, steps_per_epoch: int, size: int,
+    cfg: TrainConfig, run: RunSpec, num_classes: int, steps_per_epoch: int,
     teacher: checkpoint.Checkpoint | Sequence[checkpoint.Checkpoint] | None = None,
     train_labels: np.ndarray | None = None,
 ) -> FitState:
@@ -214,13 +205,14 @@ def build_state(
 
     `train_labels` (the labels trained on) set the loss weights of `cfg.class_weights == "balanced"`.
     """
-    torch.manual_seed(cfg.seed)
-    model = get_spec(cfg.model).create(num_classes, size)
+    with seeded_torch(cfg.seed):  # the initial weights depend on the seed alone (see TORCH_RNG)
+        model = run.model.create(num_classes, run.input_size)
     optimizer, scheduler = make_optimizer(cfg, model, steps_per_epoch)
     weight = None
     if cfg.class_weights == "balanced" and train_labels is not None:
         weight = torch.as_tensor(balanced_class_weights(train_labels, num_classes), dtype=torch.float32)
-    state = FitState(model, optimizer, scheduler, input_size=size, class_weight=weight)
+    state = FitState(model, optimizer, scheduler, input_size=run.input_size, pretrained=run.model.pretrained,
+                     class_weight=weight)
     if teacher:  # one teacher or several, as one ensemble that resizes the batch for each member
         state.teacher = ensemble([teacher] if isinstance(teacher, checkpoint.Checkpoint) else list(teacher))
     return state
@@ -237,11 +229,17 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return weight
 
 
-def sidecar_meta(cfg: TrainConfig, spec: ModelSpec, size: int, prepared: PreparedData, **extra) -> dict:
-    """The descriptive part of a checkpoint sidecar."""
+def eval_loader(prepared: PreparedData, index: Sequence[int], run: RunSpec) -> DataLoader:
+    """The evaluation loader over `index` (validation, CV folds): the eval transform at the run's input size."""
+    transform = build_eval_transform(run.input_size, run.mean, run.std)
+    return make_loader(prepared.tensors, prepared.dataset.labels, index, transform, VAL_BATCH, False)
+
+
+def sidecar_meta(cfg: TrainConfig, run: RunSpec, prepared: PreparedData, **extra) -> dict:
+    """The descriptive part of a checkpoint sidecar (the run spec included, so readers need not re-derive it)."""
     return {
-        "arch": spec.name, "classes": prepared.dataset.classes, "image_size": size,
-        "mean": list(spec.mean), "std": list(spec.std), "config": cfg.to_dict(),
+        "arch": run.model.name, "classes": prepared.dataset.classes, "image_size": run.input_size,
+        "mean": list(run.mean), "std": list(run.std), "run_spec": run.to_dict(), "config": cfg.to_dict(),
         "data": {"fingerprint": prepared.fingerprint(), "images": len(prepared.dataset),
                  "folder": prepared.data_dir.name},
         **extra,
@@ -351,9 +349,9 @@ def train(
     stem = checkpoint.stem_of(output) if output else default_output(cfg)
     if checkpoint.is_default(stem) and not overwrite_default:
         raise CheckpointError("Refusing to overwrite weights/default without an explicit confirmation.")
-    spec, size, device = get_spec(cfg.model), input_size(cfg), pick_device(cfg.device)
+    run, device = resolve_run_spec(cfg), pick_device(cfg.device)
     ctx, device = distributed.setup(device)  # under torchrun: join the group; rank 0 alone logs and writes
-    prepared = prepared or prepare_data(cfg, data_dir)
+    prepared = prepared or prepare_data(cfg, data_dir, run=run)
     labels = prepared.dataset.labels
     if cfg.val_fraction > 0:
         train_idx, val_idx = holdout_split(labels, prepared.groups, cfg.val_fraction, cfg.seed)
@@ -361,26 +359,26 @@ def train(
         train_idx, val_idx = np.arange(len(labels)), np.array([], dtype=np.int64)
     teacher = None
     if cfg.teacher:
-        teacher = load_teachers(cfg, 0, prepared, spec, [prepared.dataset.paths[i].name for i in val_idx],
+        teacher = load_teachers(cfg, 0, prepared, run, [prepared.dataset.paths[i].name for i in val_idx],
                                 "this run's hold-out")
-    train_tf = build_train_transform(cfg.augment, augment_size(cfg), spec.mean, spec.std)
-    eval_tf = build_eval_transform(size, spec.mean, spec.std)
+    train_tf = build_train_transform(cfg.augment, run.augment_size, run.mean, run.std)
     tensors, all_labels, index, used = training_set(prepared.tensors, labels, train_idx, val_idx,
                                                     prepared.unlabelled, prepared.joint_groups)
     train_loader = make_loader(tensors, all_labels, index, train_tf, cfg.batch_size, True, cfg.seed, cfg.workers)
-    val_loader = make_loader(prepared.tensors, labels, val_idx, eval_tf, 64, False) if len(val_idx) else None
+    val_loader = eval_loader(prepared, val_idx, run) if len(val_idx) else None
     if cfg.method == "probe":
         from dance.training.probe import fit_probe
 
-        model, history, _ = fit_probe(cfg, prepared, train_idx, val_idx, size)
+        model, history, _ = fit_probe(cfg, run, prepared, train_idx, val_idx)
     else:
-        state = build_state(cfg, len(prepared.dataset.classes), len(train_loader), size, teacher, labels[train_idx])
+        state = build_state(cfg, run, len(prepared.dataset.classes), len(train_loader), teacher, labels[train_idx])
         if resume:
             if not state_paths(stem)[0].is_file():
                 raise CheckpointError(f"Nothing to resume: no training state for {stem}.")
             load_training_state(stem, state, len(train_loader))
         place_model(state.model, device)
-        state.wrapped = distributed.wrap(state.model, device, find_unused=cfg.freeze_epochs > 0 and spec.pretrained)
+        unused = cfg.freeze_epochs > 0 and run.model.pretrained  # a frozen backbone's parameters get no gradient
+        state.wrapped = distributed.wrap(state.model, device, find_unused=unused)
         callbacks = [_StateSaver(stem, state), *callbacks] if ctx.is_main else []
         fit(cfg, state, train_loader, val_loader, device, callbacks, stop)
         model, history = state.model, state.history
@@ -400,8 +398,9 @@ def train(
                               prepared.dataset.classes)
         extra["metrics"] = {"holdout": holdout.metrics()}
     model.cpu()
-    checkpoint.save(stem, model, sidecar_meta(cfg, spec, size, prepared, **extra))
+    checkpoint.save(stem, model, sidecar_meta(cfg, run, prepared, **extra))
     export_serving_copy(stem)
+    save_history(stem, history)
     for path in state_paths(stem):
         path.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     distributed.barrier()
@@ -416,6 +415,22 @@ def export_serving_copy(stem: Path) -> None:
         export_onnx(checkpoint.load(stem))
     except (ImportError, CheckpointError) as exc:  # e.g. a GPU box without onnx: torch still serves it
         warnings.warn(f"{stem}: no ONNX copy written ({exc}); predict falls back to torch.", stacklevel=2)
+
+
+def history_paths(stem: Path) -> tuple[Path, Path]:
+    """The learning curves a run writes beside its checkpoint: `<stem>.history.json` and `<stem>.history.html`."""
+    return stem.with_name(stem.name + ".history.json"), stem.with_name(stem.name + ".history.html")
+
+
+def save_history(stem: Path, history: list[dict]) -> None:
+    """Write the run's per-epoch records as JSON and, where plotly is installed, as an HTML plot (atomically)."""
+    json_file, html_file = history_paths(stem)
+    atomic_write_json(json_file, history)
+    try:
+        from dance.plots import history_figure
+    except ImportError:  # a bare GPU box may train without plotly; the curves stay in .history.json
+        return
+    atomic_write_text(html_file, history_figure(history).to_html(include_plotlyjs=True, full_html=True))
 
 
 def check_data(data_dir: str | os.PathLike | None = None) -> PreparedData:

@@ -12,6 +12,7 @@ import torch
 from torchvision.transforms import v2
 
 from dance.config import AugmentConfig
+from dance.data.loader import seeded_torch
 
 PRESETS = ("none", "article", "strong")
 
@@ -68,11 +69,7 @@ def augment_preview(
     """`count` augmented variants of one uint8 image as [0,1] float tensors; variant i uses seed + i."""
     pipeline = build_train_transform(aug, size, mean=(0, 0, 0), std=(1, 1, 1), normalize=False)
     variants = []
-    state = torch.random.get_rng_state()
-    try:
-        for i in range(count):
-            torch.manual_seed(seed + i)
+    for i in range(count):
+        with seeded_torch(seed + i):  # never between a training step's draws (see dance.data.loader.TORCH_RNG)
             variants.append(pipeline(image).clamp(0, 1))
-    finally:
-        torch.random.set_rng_state(state)  # previews never disturb a training run's randomness
     return variants

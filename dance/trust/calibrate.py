@@ -15,10 +15,11 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
+from dance.config import CALIBRATION_BINS, TARGET_ACCURACY
 from dance.trust.interpret import Predictions
 
-DEFAULT_BINS = 15
-DEFAULT_TARGET_ACCURACY = 0.9
+DEFAULT_BINS = CALIBRATION_BINS
+DEFAULT_TARGET_ACCURACY = TARGET_ACCURACY
 _T_RANGE = (0.05, 20.0)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -124,7 +123,3 @@ class Predictions:
         csv_path = atomic_write_text(stem.with_suffix(".csv"), self.table().drop(columns="path").to_csv(index=False))
         return json_path, csv_path
 
-    def subset(self, index: Sequence[int]) -> "Predictions":
-        """The predictions at `index`."""
-        index = list(index)
-        return Predictions(self.probs[index], self.targets[index], [self.paths[i] for i in index], self.classes)

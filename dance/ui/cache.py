@@ -216,16 +216,10 @@ def digest(data: bytes) -> str:
 
 def _cam_jpeg(predictor: Predictor, img: Image.Image, class_name: str | None, side: int,
               square: bool) -> tuple[bytes, str, float]:
-    """Grad-CAM overlay of `img` (shrunk to `side` first: the heat map is coarse anyway) as JPEG, class, probability.
+    """Grad-CAM overlay of `img` (shrunk to `side` first: the heat map is coarse anyway) as JPEG, class, probability."""
+    from dance.inference.explain import explain  # torch: only when asked for
 
-    Same as dance.explain.explain, but handed the Predictor directly: explain() dispatches on isinstance, which
-    fails for a cached Predictor once Streamlit has re-imported dance.predict after a source file changed.
-    """
-    from dance.inference.explain import class_activation, overlay, upsample  # torch: only when asked for
-
-    small = thumbnail(img, side)
-    cam, name, prob = class_activation(predictor, small, class_name)
-    picture = overlay(small, upsample(cam, small.size))
+    picture, name, prob = explain(predictor, thumbnail(img, side), class_name)
     return jpeg_bytes(tile(picture, side) if square else picture), name, prob
 
 

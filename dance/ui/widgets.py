@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dance import paths
+from dance.data.images import ACCEPTED_TEXT, MAX_BYTES
 from dance.errors import DanceError
 from dance.inference.predict import Predictor
 from dance.models import sidecar
@@ -18,6 +19,16 @@ from dance.paths import find_data_dir
 from dance.ui.cache import CheckpointRef, file_cam, file_thumbnail, list_checkpoints
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+def upload_limit_mb() -> int:
+    """The per-file upload limit in MB: Streamlit's server.maxUploadSize (.streamlit/config.toml), within the loader's."""
+    return min(int(st.get_option("server.maxUploadSize")), MAX_BYTES // 2**20)
+
+
+def upload_help() -> str:
+    """Help text of an image uploader: the accepted formats and the size limit, from the backend's own constants."""
+    return f"{ACCEPTED_TEXT}; up to {upload_limit_mb()} MB each."
 
 
 def md_escape(text: str) -> str:

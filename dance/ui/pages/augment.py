@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, fields
 
 import streamlit as st
 
 from dance.config import AugmentConfig
-from dance.data.images import load_image, resize_shorter
-from dance.data.tensors import to_pil, to_uint8_tensor
+from dance.data.images import UPLOAD_TYPES, load_image, resize_shorter
 from dance.data.labels import read_labels
+from dance.data.tensors import to_pil, to_uint8_tensor
 from dance.errors import DanceError
-from dance.training.train import CACHE_MARGIN
+from dance.models.spec import cache_side
 from dance.training.transforms import PRESETS, augment_preview
 from dance.ui.cache import jpeg_bytes, thumbnail
-from dance.ui.widgets import data_dir_or_error, md_escape, page_errors
+from dance.ui.widgets import data_dir_or_error, md_escape, page_errors, upload_help
 
 SIZES = (64, 96, 128, 160, 192, 224, 240, 260)
-ACCEPTED = ("jpg", "jpeg", "png", "webp", "bmp")
 PRESET_HELP = {
     "none": "resize only",
     "article": "the seed article's Keras-style rotation, shift, zoom and flip",
@@ -59,10 +57,10 @@ def variants(source: str | bytes, name: str, aug: AugmentConfig, size: int, coun
              seed: int) -> tuple[bytes, list[bytes]]:
     """(original thumbnail, `count` augmented variants) as JPEG bytes; variant i is reproducible from seed + i.
 
-    The image is cached as training caches it (shorter side size * CACHE_MARGIN), then fed to augment_preview.
+    The image is cached as training caches it (shorter side: the run spec's cache side), then fed to augment_preview.
     """
     img = load_image(source, name=name)
-    cached = to_uint8_tensor(resize_shorter(img, math.ceil(size * CACHE_MARGIN)))
+    cached = to_uint8_tensor(resize_shorter(img, cache_side(size)))
     out = augment_preview(cached, aug, size, count, seed)
     return jpeg_bytes(thumbnail(img, 384)), [jpeg_bytes(to_pil(t), quality=90) for t in out]
 
@@ -75,7 +73,7 @@ def _source() -> tuple[str | bytes, str] | None:
     if how == "Upload":
         if folder is None:
             st.caption(f"No data set found, so only uploads: {problem}")
-        upload = st.file_uploader("An image", type=list(ACCEPTED), key="aug_upload")
+        upload = st.file_uploader("An image", type=list(UPLOAD_TYPES), key="aug_upload", help=upload_help())
         return (upload.getvalue(), upload.name) if upload is not None else None
     table = read_labels(folder / "train.csv", folder / "train")
     frame = table.frame

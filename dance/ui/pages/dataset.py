@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 from dance.config import TrainConfig
-from dance.data.cache import ImageCache
-from dance.data.images import ALLOWED_FORMATS
+from dance.data import summary
 from dance.data.labels import read_labels
-from dance.data.splits import duplicate_sets, source_groups
-from dance.errors import DanceError
+from dance.data.summary import Scan, header_table, scan_images
+from dance.models.spec import resolve_run_spec
 from dance.plots import class_distribution_figure, image_size_figure
-from dance.training.train import CACHE_MARGIN, augment_size
 from dance.ui.widgets import data_dir_or_error, md_escape, page_errors, tiles
 
 SAMPLES_PER_CLASS = 8
@@ -39,48 +34,12 @@ def label_table(folder: str, mtime: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table.frame, problems
 
 
-def header_info(path: str | Path) -> dict:
-    """Width, height, mode and format from an image's header (no pixel decoding); error text when unreadable."""
-    path = Path(path)
-    try:
-        with Image.open(path, formats=ALLOWED_FORMATS) as img:
-            return {"width": img.width, "height": img.height, "mode": img.mode, "format": img.format,
-                    "bytes": path.stat().st_size, "error": None}
-    except Exception as exc:  # noqa: BLE001 - any header failure is reported as a row, never raised
-        return {"width": None, "height": None, "mode": None, "format": None,
-                "bytes": path.stat().st_size if path.exists() else 0, "error": f"{type(exc).__name__}: {exc}"[:160]}
-
-
 @st.cache_data(show_spinner="Reading image headers…", max_entries=8)
 def size_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per valid CSV row with its header info."""
-    info = pd.DataFrame([header_info(p) for p in frame["path"]], index=frame.index)
-    return pd.concat([frame[["image", "label", "path"]], info], axis=1)
+    """One row per valid CSV row with its header info (cached)."""
+    return header_table(frame)
 
 
-@dataclass
-class Scan:
-    """Every image decoded once: the ones that fail (image, reason) and the near-duplicate sets among the others."""
-
-    failures: pd.DataFrame
-    duplicates: list[list[str]]  # paths, one list per source photo seen more than once
-
-
-def scan_images(paths: tuple[str, ...], progress=None) -> Scan:
-    """Decode every image as training does (same loader, same cache side) and group near-duplicates with the same
-    perceptual hash cross-validation uses, so the sets shown are exactly the ones CV keeps on one side of a split."""
-    cache = ImageCache(side=math.ceil(augment_size(TrainConfig()) * CACHE_MARGIN))
-    rows, kept, tensors = [], [], []
-    for i, path in enumerate(paths):
-        try:
-            tensors.append(cache.get(path))
-            kept.append(path)
-        except DanceError as exc:
-            rows.append({"image": Path(path).name, "reason": str(exc)})
-        if progress:
-            progress(i + 1, len(paths))
-    sets = duplicate_sets(source_groups(tensors)) if tensors else []
-    return Scan(pd.DataFrame(rows, columns=["image", "reason"]), [[kept[i] for i in s] for s in sets])
 
 
 def _overview(frame: pd.DataFrame, problems: pd.DataFrame, folder: Path) -> None:
@@ -118,9 +77,8 @@ def _sizes(frame: pd.DataFrame) -> None:
     with left:
         st.plotly_chart(image_size_figure(ok), config={"displayModeBar": False})
     with right:
-        stats = ok[["width", "height"]].astype(float).describe().loc[["min", "25%", "50%", "75%", "max"]]
-        st.dataframe(stats.rename(index={"50%": "median"}).round(0).astype(int), width="stretch")
-        modes = ok.groupby(["mode", "format"]).size().rename("images").reset_index()
+        stats, modes = summary.size_summary(sizes)
+        st.dataframe(stats, width="stretch")
         st.dataframe(modes, hide_index=True, width="stretch")
     bad = sizes[sizes["error"].notna()]
     if not bad.empty:
@@ -147,8 +105,9 @@ def _problems(frame: pd.DataFrame, problems: pd.DataFrame, folder: Path) -> None
                               "(about a minute on a small CPU)."):
             return
         bar = st.progress(0.0, text=f"Decoding {len(paths)} images…")
-        result = scan_images(paths, lambda done, total: bar.progress(done / total,
-                                                                     text=f"Decoding images: {done} of {total}"))
+        side = resolve_run_spec(TrainConfig()).cache_side  # as the default recipe caches them
+        result = scan_images(paths, side, lambda done, total: bar.progress(done / total,
+                                                                           text=f"Decoding images: {done} of {total}"))
         bar.empty()
         st.session_state[SCAN_KEY] = scan = (key, result)
     result: Scan = scan[1]

@@ -6,15 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from dance.data import datasets
 from dance.inference.assess import evaluate_checkpoint, holdout_names
 from dance.inference.predict import Predictor
 from dance.plots import confusion_figure, coverage_figure, reliability_figure
-from dance.trust.calibrate import apply_temperature, calibrate, coverage_curve, ece, reliability_table
+from dance.trust.calibrate import coverage_curve
+from dance.trust.confidence import CalibrationView, calibration_view
 from dance.trust.interpret import Predictions
 from dance.ui.cache import (
     CheckpointRef,
@@ -54,57 +53,22 @@ class Loaded:
     ref: CheckpointRef | None = None
 
 
-@dataclass
-class CalibrationView:
-    """Everything the calibration section draws, computed from one set of predictions."""
-
-    temperature: float
-    calibrated: bool  # whether a temperature was fitted at all
-    reliability: pd.DataFrame
-    calibrated_probs: np.ndarray
-    threshold: float
-    ece_before: float
-    ece_after: float
-    ece_note: str
-
-
 @st.cache_data(show_spinner="Reading out-of-fold predictions…", max_entries=16)
 def _oof_predictions(path: str, mtime: float) -> Predictions:
     """Out-of-fold predictions of a cross-validation run, cached per (file, mtime)."""
     return load_oof(path)
 
 
-def calibration_view(loaded: Loaded, source: str) -> CalibrationView:
-    """Reliability bins, calibrated probabilities, threshold and ECE for the loaded predictions.
-
-    A checkpoint's predictions already include its temperature (the Predictor applies it); out-of-fold
-    predictions are raw, so a temperature and threshold are fitted on them here, as `dance calibrate --oof` would.
-    """
-    preds = loaded.preds
-    if loaded.predictor is None:
-        fitted = calibrate(preds, source)
-        calibrated = apply_temperature(preds.probs, fitted.temperature)
-        return CalibrationView(
-            fitted.temperature, True, reliability_table(preds, fitted.temperature), calibrated, fitted.unsure_threshold,
-            fitted.ece_before, fitted.ece_after,
-            "Fitted here on these out-of-fold predictions (what `python -m dance calibrate --oof` would store).")
-    predictor = loaded.predictor
-    temperature = predictor.temperature
-    block = predictor.ckpt.meta.get("calibration")
-    table = reliability_table(preds, temperature, already_calibrated=True)
-    raw = apply_temperature(preds.probs, 1 / temperature)
-    if isinstance(block, dict) and "ece_before" in block and "ece_after" in block:
-        before, after = float(block["ece_before"]), float(block["ece_after"])
-        note = (f"ECE as measured when {md_escape(predictor.ckpt.name)} was calibrated, on "
-                f"{md_escape(block.get('source', 'its calibration set'))} ({block.get('count', '?')} images); "
-                f"on these images: {ece(raw, preds.targets):.3f} → {ece(preds.probs, preds.targets):.3f}.")
-    else:
-        before, after = ece(raw, preds.targets), ece(preds.probs, preds.targets)
-        note = "ECE computed on these images."
-    fitted = isinstance(block, dict)
-    if not fitted:
-        table = table[table["series"] == "uncalibrated"]
-    return CalibrationView(temperature, fitted, table, preds.probs, predictor.threshold, before, after, note)
+def ece_note(loaded: Loaded, view: CalibrationView) -> str:
+    """Where the ECE figures come from, as Markdown (user-controlled names escaped)."""
+    if view.fitted_here:
+        return "Fitted here on these out-of-fold predictions (what `python -m dance calibrate --oof` would store)."
+    if view.measured_on is None:
+        return "ECE computed on these images."
+    before, after = view.ece_here
+    return (f"ECE as measured when {md_escape(loaded.predictor.ckpt.name)} was calibrated, on "
+            f"{md_escape(str(view.measured_on['source']))} ({md_escape(str(view.measured_on['count']))} images); "
+            f"on these images: {before:.3f} → {after:.3f}.")
 
 
 def pair_options(preds: Predictions) -> tuple[str, str]:
@@ -285,11 +249,9 @@ def _calibration(loaded: Loaded, split: str) -> None:
     st.subheader("Calibration")
     st.caption("Does a 90 % answer come true 90 % of the time? Temperature scaling divides the logits by one number "
                "fitted on images the model did not train on; the 'not sure' threshold trades answers for accuracy.")
-    view = calibration_view(loaded, loaded.label)
     preds = loaded.preds
-    confidence = view.calibrated_probs.max(1)
-    answered = confidence >= view.threshold
-    correct = view.calibrated_probs.argmax(1) == preds.targets
+    view = calibration_view(preds, loaded.label, loaded.predictor.ckpt.meta if loaded.predictor else None)
+    answered = view.answered
     cols = st.columns(6)
     cols[0].metric("Temperature", f"{view.temperature:.2f}" if view.calibrated else "none",
                    help="Logits are divided by this before the softmax; above 1 softens over-confident answers.")
@@ -299,11 +261,11 @@ def _calibration(loaded: Loaded, split: str) -> None:
                    delta=f"{view.ece_after - view.ece_before:+.3f}" if view.calibrated else None, delta_color="inverse")
     cols[3].metric("'Not sure' below", f"{view.threshold:.0%}",
                    help="A top probability under this is answered 'not sure' with the two likeliest classes.")
-    cols[4].metric("Answered here", f"{answered.mean():.0%}",
-                   help=f"Share of these {len(answered)} images at or above the threshold.")
-    cols[5].metric("Accuracy of answers", f"{correct[answered].mean():.1%}" if answered.any() else "–",
+    cols[4].metric("Answered here", f"{answered.share:.0%}",
+                   help=f"Share of these {len(preds.targets)} images at or above the threshold.")
+    cols[5].metric("Accuracy of answers", f"{answered.accuracy:.1%}" if answered.accuracy is not None else "–",
                    help="Accuracy on the answered images only.")
-    st.caption(view.ece_note)
+    st.caption(ece_note(loaded, view))
     if not view.calibrated:
         name = loaded.predictor.ckpt.name
         st.info(f"{md_escape(name)} is not calibrated: its confidences are the raw softmax. Fit a temperature and a "

@@ -39,11 +39,12 @@ from dance.ui.widgets import (
     model_card,
     page_errors,
     percent,
+    upload_help,
+    upload_limit_mb,
 )
 
 SAMPLE_COUNT = 4
 DETAILS_PER_PAGE = 8
-TEST_CHUNK = 16
 TABLE_THUMB = 96
 TESTSET_KEY = "predict_testset"
 UPLOAD_ROUND = "predict_upload_round"  # bumped by "Clear all": a fresh uploader key empties the uploader
@@ -221,8 +222,9 @@ def _uploader() -> list[Item]:
     st.html(UPLOADER_CSS + PASTE_SCRIPT, unsafe_allow_javascript=True)
     key = f"predict_upload_{st.session_state.get(UPLOAD_ROUND, 0)}"
     files = st.file_uploader("Drop dance photos here", type=list(UPLOAD_TYPES), accept_multiple_files=True, key=key,
-                             help=f"{ACCEPTED_TEXT}; up to 20 MB each.")
-    st.caption(f"Drag photos onto the box, paste one with Ctrl+V (⌘V), or browse. {ACCEPTED_TEXT}, up to 20 MB each.")
+                             help=upload_help())
+    st.caption(f"Drag photos onto the box, paste one with Ctrl+V (⌘V), or browse. {ACCEPTED_TEXT}, "
+               f"up to {upload_limit_mb()} MB each.")
     return uploaded_items(files)
 
 
@@ -336,17 +338,6 @@ def _errors(items: list[Item], preds: list[ImagePrediction]) -> None:
                  "\n".join(f"- {md_escape(message)}" for message in bad), icon=":material/error:")
 
 
-def predict_test_set(predictor: Predictor, paths: list[Path], tta: bool, progress=None) -> list[ImagePrediction]:
-    """Predictions for every test image in chunks, calling progress(done, total) after each chunk."""
-    preds: list[ImagePrediction] = []
-    for start in range(0, len(paths), TEST_CHUNK):
-        chunk = paths[start:start + TEST_CHUNK]
-        preds.extend(predictor.predict([(p.name, str(p)) for p in chunk], tta=tta))
-        if progress:
-            progress(len(preds), len(paths))
-    return preds
-
-
 def _test_set(folder: Path, predictor: Predictor, ref: CheckpointRef, tta: bool) -> None:
     """The whole test/ folder: progress bar, results table with thumbnails, submission and probability CSVs."""
     st.subheader("Test set")
@@ -355,7 +346,7 @@ def _test_set(folder: Path, predictor: Predictor, ref: CheckpointRef, tta: bool)
     stored = st.session_state.get(TESTSET_KEY)
     if not stored or stored["key"] != key:
         bar = st.progress(0.0, text=f"Classifying {len(paths)} test images…")
-        preds = predict_test_set(predictor, paths, tta, lambda done, total: bar.progress(
+        preds = predictor.predict([(p.name, str(p)) for p in paths], tta=tta, progress=lambda done, total: bar.progress(
             done / total, text=f"Classifying test images: {done} of {total}"))
         bar.empty()
         stored = {"key": key, "paths": paths, "preds": preds}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,24 +24,13 @@ SIZES = (0, 64, 96, 128, 160, 192, 224, 240, 260)
 BATCH_SIZES = (4, 8, 16, 32, 64)
 
 
-def scaled_augment(preset: str, strength: float) -> AugmentConfig:
-    """The preset's training defaults with rotation / shift / zoom / colour / crop range scaled by `strength`."""
-    base = AugmentConfig(preset=preset)
-    return replace(
-        base,
-        rotation=round(base.rotation * strength, 3), shift=round(base.shift * strength, 3),
-        zoom=round(base.zoom * strength, 3), color=round(base.color * strength, 3),
-        crop_scale=round(min(1.0, max(0.05, 1 - (1 - base.crop_scale) * strength)), 3),
-    )
-
-
 def build_config(values: dict) -> TrainConfig:
     """TrainConfig from the form's values (keys as in TrainConfig, plus 'preset' and 'strength')."""
     return TrainConfig(
         model=values["model"], epochs=int(values["epochs"]), lr=float(values["lr"]),
         batch_size=int(values["batch_size"]), image_size=int(values["image_size"]),
         freeze_epochs=int(values["freeze_epochs"]), val_fraction=float(values["val_fraction"]),
-        limit=int(values["limit"]), augment=scaled_augment(values["preset"], float(values["strength"])),
+        limit=int(values["limit"]), augment=AugmentConfig(preset=values["preset"]).scaled(float(values["strength"])),
         teacher=values.get("teacher") or "",
         distill_weight=float(values.get("distill_weight", TrainConfig.distill_weight)),
     )
