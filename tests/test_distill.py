@@ -23,7 +23,7 @@ from dance.training.transforms import build_train_transform
 
 
 def small_cfg(**changes) -> TrainConfig:
-    return small_config(image_size=48, **changes)
+    return small_config(**{"image_size": 48, **changes})
 
 
 def test_distillation_loss_is_the_temperature_scaled_kl_divergence():

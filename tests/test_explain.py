@@ -157,14 +157,16 @@ def test_cli_writes_overlay_png_in_current_directory(tiny_checkpoint, synth_data
     assert "unknown class 'tutu'" in capsys.readouterr().err
 
 
-def test_explain_accepts_a_predictor_of_a_reimported_module(tiny_checkpoint):
+def test_explain_accepts_a_predictor_of_a_reimported_module(tiny_checkpoint, monkeypatch):
     """Streamlit re-imports changed modules while cached Predictors stay instances of the old class object."""
     import importlib.util
+    import sys
 
     import dance.inference.predict as current
 
     spec = importlib.util.spec_from_file_location("dance_predict_reloaded", current.__file__)
     reloaded = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, reloaded)  # a second copy of the module, as a reload leaves
     spec.loader.exec_module(reloaded)
     from dance.inference.torch_engine import TorchEngine
 
