@@ -49,11 +49,8 @@ def add_data(sub) -> None:
     """`dance data import` and `dance data list`."""
     p = sub.add_parser("data", help="your own data sets under data/: import a zip, list them")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    q = data_sub.add_parser("import", help="check a zip (one folder per class, or images + an Image,target CSV)")
-    q.add_argument("zip")
-    q.add_argument("--name", required=True, help="the new set's name (its folder under data/)")
-    q.add_argument("--replace", action="store_true", help="replace a set with the same name")
-    q.set_defaults(func=cmd_data_import)
+    _add_import(data_sub, "check a zip (one folder per class, or images + an Image,target CSV)",
+                "the new set's name (its folder under data/)", "a set", cmd_data_import, name_required=True)
     data_sub.add_parser("list", help="the data sets under data/").set_defaults(func=cmd_data_list)
 
 
@@ -86,8 +83,14 @@ def add_bundle(sub) -> None:
     q.add_argument("weights", help="checkpoint name in weights/ or path")
     q.add_argument("--output", help="zip to write (default: ./<name>.zip)")
     q.set_defaults(func=cmd_bundle_export)
-    q = bundle_sub.add_parser("import", help="check a checkpoint zip and add it to weights/")
+    _add_import(bundle_sub, "check a checkpoint zip and add it to weights/",
+                "checkpoint name (default: the one inside the zip)", "a checkpoint", cmd_bundle_import)
+
+
+def _add_import(group, help_text: str, name_help: str, what: str, func, name_required: bool = False) -> None:
+    """An `import ZIP [--name N] [--replace]` sub-command of `group`."""
+    q = group.add_parser("import", help=help_text)
     q.add_argument("zip")
-    q.add_argument("--name", help="checkpoint name (default: the one inside the zip)")
-    q.add_argument("--replace", action="store_true", help="replace a checkpoint with the same name")
-    q.set_defaults(func=cmd_bundle_import)
+    q.add_argument("--name", required=name_required, help=name_help)
+    q.add_argument("--replace", action="store_true", help=f"replace {what} with the same name")
+    q.set_defaults(func=func)
