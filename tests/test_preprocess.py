@@ -18,12 +18,11 @@ def test_eval_transform_squashes_to_the_size_and_normalises():
     assert torch.equal(plain, square.float() / 255)  # already the right size: values only rescaled
 
 
-def test_downscale_is_antialiased_and_rounded_like_uint8():
+def test_downscale_is_antialiased():
     stripes = torch.zeros((3, 64, 64), dtype=torch.uint8)
     stripes[:, :, ::2] = 255
     out = build_eval_transform(8, (0, 0, 0), (1, 1, 1))(stripes)
     assert torch.allclose(out, torch.full_like(out, 128 / 255), atol=5 / 255)  # averaged, not aliased to 0 or 1
-    assert torch.equal(out * 255, (out * 255).round())
 
 
 def test_tta_views_are_the_image_its_mirror_and_a_zoomed_pair():
