@@ -137,8 +137,8 @@ def test_runs_at_other_input_sizes_get_the_same_folds(synth_data, tmp_path):
 def test_repeats_run_in_parallel_parts_merge_into_the_full_run(synth_data, tmp_path):
     from dance.training.merge import merge_runs
 
-    full = cross_validate(tiny_cfg(), synth_data, k=2, repeats=2, name="full", out_root=tmp_path)
-    parts = [cross_validate(tiny_cfg(), synth_data, k=2, repeats=2, name=f"p{r}", out_root=tmp_path, only_repeat=r)
+    full = cross_validate(small_config(), synth_data, k=2, repeats=2, name="full", out_root=tmp_path)
+    parts = [cross_validate(small_config(), synth_data, k=2, repeats=2, name=f"p{r}", out_root=tmp_path, only_repeat=r)
              for r in (1, 0)]
     assert [(f["repeat"], f["fold"]) for f in parts[0].folds] == [(1, 0), (1, 1)]
     merged = merge_runs([tmp_path / "p1", tmp_path / "p0"], "merged", out_root=tmp_path)
@@ -149,4 +149,4 @@ def test_repeats_run_in_parallel_parts_merge_into_the_full_run(synth_data, tmp_p
     with pytest.raises(DataError, match="distinct --only-repeat"):
         merge_runs([tmp_path / "p0", tmp_path / "p0"], "twice", out_root=tmp_path)
     with pytest.raises(DataError, match="between 0 and 1"):
-        cross_validate(tiny_cfg(), synth_data, k=2, repeats=2, save=False, only_repeat=2)
+        cross_validate(small_config(), synth_data, k=2, repeats=2, save=False, only_repeat=2)

@@ -141,8 +141,8 @@ class Predictor:
 
     @property
     def decode_side(self) -> int:
-        """Shorter side images are brought to before the square resize (as the training cache stores them)."""
-        return math.ceil(self.ckpt.image_size * 1.15)
+        """Shorter side images are brought to before the square resize (the run spec's crop margin, as training's)."""
+        return self.ckpt.eval_side
 
     def preprocess(self, image) -> np.ndarray:
         """RGB PIL image -> normalised float32 (3, S, S), exactly as evaluation in training."""
