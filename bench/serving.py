@@ -154,8 +154,10 @@ def section(args, lat, e2e, dec, cold, photos, loads) -> str:
              f"Command: `{args.command}`  ",
              f"Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}; machine: {platform.machine()}, "
              f"{os.cpu_count()} cores, **shared with other jobs while this ran** (load average at start "
-             f"{loads[0]}, at end {loads[1]}): absolute figures are noisy, ratios within one table are fair "
-             "(variants interleaved call by call). Rerun with the command above on a quiet machine.", "",
+             f"{loads[0]}, at end {loads[1]}): variants are interleaved call by call so the load hits them alike"
+             + (", but with the load average above the core count these figures measure contention, not the code "
+                "(torch's spinning threads suffer most). Rerun the command above on a quiet machine."
+                if float(loads[0].split()[0]) > (os.cpu_count() or 1) else "."), "",
              "### Model only, batch 1 (random input at the model's size)", "",
              "| checkpoint | input | variant | median ms | p95 ms |", "|---|---|---|---|---|"]
     size = {key[0]: p.ckpt.image_size for key, p in args.preds.items()}
