@@ -266,8 +266,9 @@ def _share() -> None:
 def render() -> None:
     """Draw the Your data page."""
     st.title("Your data")
-    st.caption("Bring your own labelled photos, check them, train a classifier on them in under a minute and try "
-               f"it. Sets are stored in {paths.user_data_root()}, models in {paths.weights_root()}.")
+    st.caption("Bring your own labelled photos, check them, train a classifier on them (quick mode: well under a "
+               f"minute on a quiet CPU) and try it. Sets are stored in {paths.user_data_root()}, models in "
+               f"{paths.weights_root()}.")
     with page_errors():
         sets = [s.name for s in datasets.list_sets()]
         with st.expander("Add a data set", expanded=not sets):
