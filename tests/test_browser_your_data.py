@@ -13,7 +13,7 @@ from test_browser import page, running_app, screenshot, settle  # noqa: F401 - `
 from dance import paths
 
 pytestmark = pytest.mark.browser
-TRAIN_MS = 480_000  # the shared 2-core machine under load; a quiet one trains this set in seconds
+TRAIN_MS = 600_000  # the shared 2-core machine under heavy load; a quiet one trains this set in seconds
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def server(tmp_path_factory):
 def test_upload_a_zip_train_quick_and_predict_with_it(server, request, tmp_path):
     tab = request.getfixturevalue("page")
     archive_file = tmp_path / "shapes.zip"
-    archive_file.write_bytes(two_class_zip())
+    archive_file.write_bytes(two_class_zip(per_class=8))
     tab.goto(f"{server}/your_data")
     tab.get_by_role("heading", name="Your data", exact=True).first.wait_for()
     settle(tab)
@@ -44,7 +44,7 @@ def test_upload_a_zip_train_quick_and_predict_with_it(server, request, tmp_path)
     tab.get_by_role("button", name="Import the zip").click()
     tab.get_by_text("Imported shapes.zip as").wait_for()
     settle(tab)
-    assert tab.locator("[data-testid=stMetricValue]").first.inner_text() == "24"
+    assert tab.locator("[data-testid=stMetricValue]").first.inner_text() == "16"
     screenshot(tab, "your-data-imported")
     tab.get_by_role("textbox", name="Save the model as").fill("shapes-quick")
     tab.get_by_role("textbox", name="Save the model as").press("Enter")
