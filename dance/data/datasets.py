@@ -27,7 +27,7 @@ from dance.data.archive import IMAGE_SUFFIXES, ZipSource, labels_csv, read_datas
 from dance.data.cache import ImageCache
 from dance.data.images import UPLOAD_TYPES
 from dance.data.labels import read_labels
-from dance.data.splits import source_groups
+from dance.data.splits import GROUP_SIDE, source_groups
 from dance.errors import DataError, ImageError
 from dance.fileio import atomic_write_bytes
 
@@ -236,8 +236,9 @@ def delete_set(name: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def validate_set(folder: str | os.PathLike, hash_side: int = 64) -> SetReport:
-    """Every row and image of a set checked as `dance check` does, plus class counts and near-duplicate groups."""
+def validate_set(folder: str | os.PathLike, hash_side: int = GROUP_SIDE) -> SetReport:
+    """Every row and image of a set checked as `dance check` does, plus class counts and near-duplicate groups
+    (hashed as training groups them, so the report shows exactly the groups that splits keep together)."""
     folder = Path(folder)
     table = read_labels(folder / "train.csv", folder / "train")
     problems = [str(p) for p in table.problems]

@@ -9,6 +9,9 @@ import torch
 
 from dance.errors import DataError
 
+GROUP_SIDE = 160  # near-duplicate groups are hashed from images of this side, whatever the model's input size, so
+# runs at different sizes get the same folds (and can be paired, ensembled or distilled from one another)
+
 
 def _dhash(tensor: torch.Tensor) -> int:
     """64-bit difference hash of an image: robust to resizing and recompression."""

@@ -27,7 +27,7 @@ from dance.config import TrainConfig
 from dance.data.cache import ImageCache
 from dance.data.labels import LabelledSet, load_labelled
 from dance.data.loader import SeededSampler, TensorImageDataset, seeded_torch
-from dance.data.splits import holdout_split, source_groups
+from dance.data.splits import GROUP_SIDE, holdout_split, source_groups
 from dance.errors import CheckpointError, DanceError, DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dance.models import checkpoint
@@ -50,8 +50,6 @@ from dance.training.engine import (
 from dance.training.transforms import augmentation_stages, build_train_transform
 from dance.trust.interpret import Predictions
 
-GROUP_SIDE = 160  # near-duplicate groups are hashed from images of this side, whatever the model's input size, so
-# runs at different sizes get the same folds (and can be paired, ensembled or distilled from one another)
 VAL_BATCH = 64  # evaluation loaders' batch size (validation, CV folds): no gradients, so larger than training's
 
 
