@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from dance.inference.predict import Predictor
+from dance.inference import serving
 from dance.models import checkpoint
 from dance.trust.honesty import accuracy_warning, halfway, measured_accuracy, unsure_rule
 
@@ -45,7 +45,7 @@ def test_a_low_top_probability_of_an_uncalibrated_checkpoint_reads_not_sure(tiny
     meta.pop("calibration", None)
     meta["metrics"] = {"holdout": {"accuracy": 0.25, "count": 6}}
     (tmp_path / "fresh.json").write_text(json.dumps(meta))
-    predictor = Predictor(checkpoint.load(tmp_path / "fresh"), backend="torch")
+    predictor = serving.from_checkpoint(checkpoint.load(tmp_path / "fresh"))
     assert predictor.threshold == pytest.approx(halfway(len(predictor.classes)))
     assert not predictor.threshold_calibrated
     assert "often wrong: 25.0% accuracy on its hold-out of 6 images" in predictor.warning
