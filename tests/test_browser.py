@@ -86,14 +86,16 @@ def settle(tab) -> None:
 
 
 def screenshot(tab, name: str) -> Path:
-    """Screenshot of the whole page (the viewport grows to the content, since Streamlit scrolls inside)."""
-    height = tab.evaluate("() => Math.max(...Array.from(document.querySelectorAll("
-                          "'[data-testid=stMain], [data-testid=stAppViewContainer], section')).map(e => e.scrollHeight))")
-    tab.set_viewport_size({"width": 1400, "height": min(8000, max(1000, int(height)))})
+    """Screenshot of the whole page at the tab's width (the viewport grows to the content, since Streamlit scrolls
+    inside, then shrinks back)."""
+    size = tab.viewport_size
+    height = tab.evaluate("() => Math.max(...Array.from(document.querySelectorAll('[data-testid=stMain], "
+                          "[data-testid=stAppViewContainer], section')).map(e => e.scrollHeight))")
+    tab.set_viewport_size({"width": size["width"], "height": min(9000, max(size["height"], int(height)))})
     tab.wait_for_timeout(600)
     path = ARTIFACTS / f"{name}.png"
     tab.screenshot(path=str(path))
-    tab.set_viewport_size({"width": 1400, "height": 1000})
+    tab.set_viewport_size(size)
     return path
 
 

@@ -169,9 +169,16 @@ def list_checkpoints(weights_dir: Path | None = None) -> list[Path]:
     weights_dir = weights_dir or paths.weights_root()
     if not weights_dir.is_dir():
         return []
-    stems = [p.with_suffix("") for p in weights_dir.glob("*.json") if p.with_suffix(".safetensors").is_file()]
-    stems.sort(key=lambda s: (s.name != DEFAULT_NAME, -s.with_suffix(".json").stat().st_mtime))
-    return stems
+    found = []
+    for p in weights_dir.glob("*.json"):
+        stem = p.with_suffix("")
+        if stem.suffix == ".state" or not stem.with_suffix(".safetensors").is_file():
+            continue  # <name>.state.* is a running job's resumable state, not a checkpoint
+        try:
+            found.append((stem.name != DEFAULT_NAME, -p.stat().st_mtime, stem))
+        except FileNotFoundError:
+            continue  # removed since the listing (a finished job deletes its state files)
+    return [stem for *_, stem in sorted(found)]
 
 
 def update_sidecar(stem: str | os.PathLike, **fields: Any) -> dict[str, Any]:

@@ -210,21 +210,16 @@ PASTE_SCRIPT = """<script>
 })();
 </script>"""
 
-# Streamlit shortens file chips to a fixed width ("akula__...12x612.jpg"); let the names wrap instead.
-UPLOADER_CSS = """<style>
-[data-testid=stFileChip] { max-width: none; height: auto; }
-[data-testid=stFileChipName] { white-space: normal; overflow-wrap: anywhere; text-overflow: clip; overflow: visible; }
-</style>"""
-
-
 def _uploader() -> list[Item]:
     """The uploader (every type the backend decodes) with its drop / paste hint always visible."""
-    st.html(UPLOADER_CSS + PASTE_SCRIPT, unsafe_allow_javascript=True)
+    st.html(PASTE_SCRIPT, unsafe_allow_javascript=True)
     key = f"predict_upload_{st.session_state.get(UPLOAD_ROUND, 0)}"
     files = st.file_uploader("Drop dance photos here", type=list(UPLOAD_TYPES), accept_multiple_files=True, key=key,
                              help=upload_help())
     st.caption(f"Drag photos onto the box, paste one with Ctrl+V (⌘V), or browse. {ACCEPTED_TEXT}, "
                f"up to {upload_limit_mb()} MB each.")
+    if files:  # the chips above cut long names in the middle ("akula__...12x612.jpg"), so several look alike
+        st.caption(f"Uploaded ({len(files)}): " + " · ".join(md_escape(f.name) for f in files))
     return uploaded_items(files)
 
 
