@@ -77,7 +77,7 @@ def test_list_checkpoints_default_first(tiny_checkpoint, tmp_path):
     copy_checkpoint(tiny_checkpoint, tmp_path, "zeta")
     copy_checkpoint(tiny_checkpoint, tmp_path, "default")
     (tmp_path / "orphan.json").write_text("{}")
-    copy_ckpt(tiny_checkpoint, tmp_path, "zeta.state")  # a running job's resumable state is not a checkpoint
+    copy_checkpoint(tiny_checkpoint, tmp_path, "zeta.state")  # a running job's resumable state is not a checkpoint
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["default", "zeta"]
 
 

@@ -172,7 +172,7 @@ def list_checkpoints(weights_dir: Path | None = None) -> list[Path]:
     found = []
     for p in weights_dir.glob("*.json"):
         stem = p.with_suffix("")
-        if stem.suffix == ".state" or not stem.with_suffix(".safetensors").is_file():
+        if stem.suffix == ".state" or not p.with_suffix(".safetensors").is_file():
             continue  # <name>.state.* is a running job's resumable state, not a checkpoint
         try:
             found.append((stem.name != DEFAULT_NAME, -p.stat().st_mtime, stem))
