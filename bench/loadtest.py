@@ -34,6 +34,7 @@ from bench.browser import SCRIPT_IDLE, free_port, launch_chromium, start_app, st
 from dance import paths  # noqa: E402
 from dance.data.labels import load_unlabelled  # noqa: E402
 from dance.models import checkpoint  # noqa: E402
+from dance.models.sidecar import sidecar_file  # noqa: E402
 from dance.paths import find_data_dir  # noqa: E402
 
 
@@ -189,7 +190,7 @@ def report(args, weights: Path, sessions: list[Session], rss: dict[str, float], 
         f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Command: `{command}`",
         f"- Machine: {machine(load)}",
-        f"- Checkpoint: `{weights.name}` ({json.loads(weights.with_suffix('.json').read_text())['arch']})",
+        f"- Checkpoint: `{weights.name}` ({json.loads(sidecar_file(weights).read_text())['arch']})",
         f"- Load: {args.sessions} concurrent Chromium sessions (one browser, one context each), each uploading "
         f"{args.images} different images from the data set's test/ folder on the Predict page "
         f"({args.sessions * args.images} uploads in all, no two sessions share an image).",

@@ -128,3 +128,11 @@ def test_unlabelled_csv_validated_like_training(data):
         load_unlabelled(data)
     assert "line 3 (../train/circle0.jpg): name escapes" in str(err.value)
     assert "line 4 (t0.png): duplicate of line 2" in str(err.value)
+
+
+def test_names_with_a_colon_are_plain_names_not_absolute_paths(data):
+    for name in ("img:1.jpg", "2024-01-01 10:30.jpg"):
+        (data / "train" / name).write_bytes((data / "train" / "circle0.jpg").read_bytes())
+    write(data, 'Image,target\nimg:1.jpg,circle\n"2024-01-01 10:30.jpg",circle\nsquare0.jpg,square\n')
+    assert [p.name for p in load_labelled(data).paths] == ["img:1.jpg", "2024-01-01 10:30.jpg", "square0.jpg"]
+    assert problems(data, "Image,target\nC:x.jpg,circle\n") == ["line 2 (C:x.jpg): absolute path not allowed"]

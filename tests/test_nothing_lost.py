@@ -95,7 +95,7 @@ def test_sigkill_mid_epoch_loses_nothing_and_resume_matches(tmp_path):
     # 2. the same run again, SIGKILLed as soon as epoch 1 is reported (its state is saved; epoch 2 is running)
     env = ENV
     with open(tmp_path / "stderr.txt", "w") as err:
-        proc = subprocess.Popen(_train_command(data, stem), stdout=subprocess.PIPE, stderr=err, text=True,
+        proc = subprocess.Popen(_train_command(data, stem, "--overwrite"), stdout=subprocess.PIPE, stderr=err, text=True,
                                 cwd=tmp_path, env=env)
         try:
             for line in proc.stdout:
@@ -114,7 +114,7 @@ def test_sigkill_mid_epoch_loses_nothing_and_resume_matches(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # no half-written temp files left behind
 
     # 3. --resume continues from the last completed epoch and reaches the uninterrupted result
-    resumed = _run(_train_command(data, stem, "--resume"), tmp_path)
+    resumed = _run(_train_command(data, stem, "--resume", "--overwrite"), tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     reported = [int(line.split()[1]) for line in resumed.stdout.splitlines() if line.startswith("epoch")]
     assert reported == list(range(epochs_done + 1, 4))
@@ -132,8 +132,8 @@ def test_sigkill_mid_epoch_loses_nothing_and_resume_matches(tmp_path):
     ({"augment": {"preset": "light"}}, "unknown augmentation preset 'light'"),
     ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
     ({"schedule": "step"}, "unknown schedule 'step'"),
-    ({"batch_size": 0}, "batch size must be at least 1"),
-    ({"lr": float("nan")}, "learning rate must be a positive number"),
+    ({"batch_size": 0}, r"batch size must be between 1 and 4096 \(got 0\)"),
+    ({"lr": float("nan")}, "learning rate must be a number, not nan"),
     ({"image_size": 8}, "image size must be between 32 and 1024"),
 ])
 def test_impossible_settings_refused_before_anything_is_written(synth_data, tmp_path, changes, message):

@@ -29,6 +29,7 @@ MAX_BYTES = 50 * 1024 * 1024  # larger files are refused before decoding
 MAX_PIXELS = 64_000_000  # ~8000x8000; bounds decode time and memory (decompression bombs)
 LARGE_PIXELS = 16_000_000  # decodes above this take hundreds of MB each ...
 _large_decodes = threading.BoundedSemaphore(2)  # ... so at most two run at once (many users, many huge uploads)
+MAX_ASPECT = 4  # longer side at most this many times the model's side after `resize_shorter` (photos are < 2)
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")  # file endings for uploaders and folders
 _FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF", "TIFF": "TIFF"}
@@ -128,10 +129,13 @@ def _short(exc: BaseException) -> str:
 
 
 def resize_shorter(img: Image.Image, side: int) -> Image.Image:
-    """Downscale so the shorter side equals `side` (never upscale), keeping the aspect ratio."""
+    """Downscale so the shorter side is at most `side` and the longer at most `side * MAX_ASPECT` (never upscale).
+
+    The cap bounds every later resize whatever the file's shape: a 1 x 1,000,000 strip would otherwise keep its
+    million pixels and be squashed to the model's input through a side x 1,000,000 float intermediate (GBs).
+    """
     width, height = img.size
-    short = min(width, height)
-    if short <= side:
+    scale = min(side / min(width, height), side * MAX_ASPECT / max(width, height))
+    if scale >= 1:
         return img
-    scale = side / short
     return img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)

@@ -6,7 +6,7 @@ import csv
 import io
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -98,8 +98,8 @@ def _check_name(name: str, image_dir: Path, root: Path) -> tuple[str | None, Pat
         return "empty image name", None
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         return "control character in image name", None
-    if Path(name).is_absolute() or name.startswith(("/", "\\")) or ":" in name:
-        return "absolute path not allowed", None
+    if Path(name).is_absolute() or name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
+        return "absolute path not allowed", None  # a drive (`C:x.jpg`, `C:\\x`) too; `img:1.jpg` is a plain name
     if ".." in Path(name.replace("\\", "/")).parts:
         return "name escapes the image folder ('..')", None
     path = image_dir / name

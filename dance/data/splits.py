@@ -57,7 +57,8 @@ def kfold_splits(
         raise DataError("k-fold needs k >= 2.")
     smallest = int(np.bincount(labels).min())
     if smallest < k:
-        raise DataError(f"k={k} folds need at least {k} images in every class; the smallest class has {smallest}.")
+        raise DataError(f"k={k} folds need at least {k} images in every class; the smallest class has {smallest}: "
+                        "use fewer folds (--folds) or more images (a larger --limit, or 0 for all).")
     # imported here: sklearn costs ~1 s at app start
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -77,6 +78,11 @@ def holdout_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float = 
     if not 0 < val_fraction < 0.5:
         raise DataError("val_fraction must be between 0 and 0.5.")
     k = max(2, round(1 / val_fraction))
+    smallest = int(np.bincount(labels).min())
+    if smallest < k:
+        raise DataError(f"A hold-out of {val_fraction:.0%} needs at least {k} images in every class; the smallest "
+                        f"class has {smallest}: use more images (a larger --limit, or 0 for all), a larger "
+                        "--val-fraction, or --val-fraction 0 to train on everything without a hold-out.")
     return kfold_splits(labels, groups, k=k, seed=seed)[0]
 
 

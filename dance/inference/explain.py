@@ -18,7 +18,7 @@ from PIL import Image
 from dance.errors import CheckpointError
 from dance.inference import serving
 from dance.inference.predict import Predictor
-from dance.models import checkpoint
+from dance.models import checkpoint, sidecar
 from dance.models.checkpoint import Checkpoint
 
 Explainable = Union[Predictor, Checkpoint, str, os.PathLike, None]
@@ -49,7 +49,7 @@ def torch_model(predictor: Predictor):
 def _mtime(stem) -> float:
     """Modification time of the checkpoint's weights (the model cache key)."""
     try:
-        return checkpoint.stem_of(stem).with_suffix(".safetensors").stat().st_mtime
+        return sidecar.weights_file(stem).stat().st_mtime
     except OSError:
         return 0.0
 

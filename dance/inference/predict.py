@@ -162,8 +162,12 @@ class Predictor:
         """Predictions for already-decoded RGB PIL images."""
         if not images:
             return []
-        batch = np.stack([self.preprocess(img) for img in images])
-        probs = self.probs(batch, tta)
+        return self._predict_arrays([self.preprocess(img) for img in images], names, tta)
+
+    def _predict_arrays(self, arrays: Sequence[np.ndarray], names: Sequence[str],
+                        tta: bool | None = None) -> list[ImagePrediction]:
+        """Predictions for preprocessed (3, S, S) arrays."""
+        probs = self.probs(np.stack(list(arrays)), tta)
         return [ImagePrediction(name, dict(zip(self.classes, map(float, row))), threshold=self.threshold)
                 for name, row in zip(names, probs)]
 
@@ -178,7 +182,7 @@ class Predictor:
         pending: list[tuple[int, str, object]] = []
 
         def flush():
-            preds = self.predict_images([img for _, _, img in pending], [n for _, n, _ in pending], tta)
+            preds = self._predict_arrays([x for _, _, x in pending], [n for _, n, _ in pending], tta)
             for (slot, _, _), pred in zip(pending, preds):
                 results[slot] = pred
             pending.clear()
@@ -189,10 +193,14 @@ class Predictor:
             name, data = source if isinstance(source, tuple) else (str(source), source)
             results.append(None)
             try:
+                # preprocessed at once: a batch holds small arrays, never up to 16 decoded full-size images;
                 # JPEGs decode straight at the smallest DCT scale still >= decode_side (draft mode)
-                pending.append((len(results) - 1, name, load_image(data, name=name, min_side=self.decode_side)))
+                pending.append((len(results) - 1, name,
+                                self.preprocess(load_image(data, name=name, min_side=self.decode_side))))
             except ImageError as exc:
                 results[-1] = ImagePrediction(name, error=str(exc))
+            except (MemoryError, RuntimeError) as exc:  # this file alone is lost, not the batch
+                results[-1] = ImagePrediction(name, error=f"{name}: image cannot be prepared ({type(exc).__name__}).")
             if len(pending) >= batch_size:
                 flush()
         if pending:

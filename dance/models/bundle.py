@@ -32,7 +32,7 @@ def export_bundle(name_or_path: str | os.PathLike) -> tuple[str, bytes]:
     """(file name, zip bytes) of a checkpoint: weights, sidecar and its ONNX copy when there is one."""
     stem = checkpoint.resolve(name_or_path)
     checkpoint.read_sidecar(stem)  # a broken checkpoint is refused here, not by whoever imports it
-    weights = stem.with_suffix(".safetensors")
+    weights = sidecar.weights_file(stem)
     if not weights.is_file():
         raise CheckpointError(f"{weights}: weights file not found.")
     buffer = io.BytesIO()

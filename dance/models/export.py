@@ -21,8 +21,9 @@ import torch
 from dance.errors import CheckpointError
 from dance.fileio import atomic_write_bytes
 from dance.models import sidecar
-from dance.models.checkpoint import Checkpoint, stem_of
+from dance.models.checkpoint import Checkpoint
 from dance.models.onnx_session import INPUT, OUTPUT, OnnxSession, onnx_path, sha256_bytes
+from dance.models.sidecar import weights_file
 
 OPSET = 17
 TOLERANCE = 1e-4  # max |p_onnx - p_torch| accepted when verifying an export
@@ -31,7 +32,7 @@ _LOCK = threading.Lock()  # one export at a time per process (the exporter keeps
 
 def weights_digest(ckpt: Checkpoint) -> str:
     """SHA-1 of the safetensors bytes (stored in the ONNX metadata: which weights a file came from)."""
-    weights = stem_of(ckpt.path).with_suffix(".safetensors")
+    weights = weights_file(ckpt.path)
     try:
         return hashlib.sha1(weights.read_bytes()).hexdigest()
     except OSError as exc:

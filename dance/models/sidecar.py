@@ -1,7 +1,13 @@
-"""Checkpoint sidecars without torch: names and paths, the validated `<stem>.json`, listing and updating.
+"""Checkpoint sidecars without torch: file names, the validated `<stem>.json`, resolving, listing and updating.
 
 Serving (ONNX Runtime) needs only this: the sidecar says what the model is, how to preprocess for it and
 which ONNX files were exported from it (with their SHA-256). `dance.models.checkpoint` adds the torch side.
+
+Names: a checkpoint `<stem>` is `<stem>.safetensors` + `<stem>.json`; the suffix is appended to the whole
+name (`default.v2` -> `default.v2.json`), never substituted for the last dotted part.
+Schema: the sidecar is untrusted (anyone can drop one into weights/), so it is size-capped before parsing,
+parsed without NaN/Infinity or huge integers, depth-capped, and every field that code reads is type- and
+range-checked; any violation is one CheckpointError sentence.
 """
 
 from __future__ import annotations
@@ -22,83 +28,219 @@ from dance.fileio import atomic_write_json
 DEFAULT_NAME = "default"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
 
+WEIGHTS_SUFFIX = ".safetensors"
+SIDECAR_SUFFIX = ".json"
+MAX_SIDECAR_BYTES = 8 * 1024 * 1024  # the shipped sidecars are ~8 KB; a split of 100k image names is ~3 MB
+MAX_DEPTH = 16  # the shipped sidecars nest 4 deep
+MAX_INT_DIGITS = 20  # seeds, sizes and counts; a 5000-digit integer is an attack, not a setting
+MAX_CLASSES = 1000
+MAX_CLASS_NAME = 200  # characters
+MIN_STD, MAX_STD = 1e-3, 10.0  # normalisation of [0, 1] pixels; outside this the outputs are NaN or meaningless
+MEAN_RANGE = (-10.0, 10.0)
+IMAGE_SIZES = (32, 1024)
+
+
 def stem_of(path: str | os.PathLike) -> Path:
-    """`weights/x`, `weights/x.json` or `weights/x.safetensors` -> `weights/x`."""
+    """`weights/x.v2`, `weights/x.v2.json` or `weights/x.v2.safetensors` -> `weights/x.v2` (only those suffixes go)."""
     path = Path(path)
-    return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    for suffix in (SIDECAR_SUFFIX, WEIGHTS_SUFFIX):
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    return path
+
+
+def with_suffix(stem: str | os.PathLike, suffix: str) -> Path:
+    """`<stem><suffix>` with the whole stem kept (`a.v2` + `.json` = `a.v2.json`, unlike Path.with_suffix)."""
+    stem = Path(stem)
+    return stem.with_name(stem.name + suffix)
+
+
+def weights_file(stem: str | os.PathLike) -> Path:
+    """The checkpoint's safetensors file."""
+    return with_suffix(stem_of(stem), WEIGHTS_SUFFIX)
+
+
+def sidecar_file(stem: str | os.PathLike) -> Path:
+    """The checkpoint's JSON sidecar."""
+    return with_suffix(stem_of(stem), SIDECAR_SUFFIX)
+
+
+def files(stem: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights, sidecar) of a checkpoint stem."""
+    return weights_file(stem), sidecar_file(stem)
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, iteratively (a recursive walk could itself overflow)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse(raw: bytes, where: Path | str) -> dict[str, Any]:
+    """Sidecar bytes -> a validated dict; raises CheckpointError with one sentence."""
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise CheckpointError(f"{where}: sidecar is {len(raw) / 1e6:.1f} MB, over the "
+                              f"{MAX_SIDECAR_BYTES // 2**20} MB limit.")
+    try:
+        meta = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_int=_bounded_int)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{where}: not valid JSON ({exc}).") from None
+    except RecursionError:
+        raise CheckpointError(f"{where}: sidecar nests deeper than {MAX_DEPTH} levels.") from None
+    except ValueError as exc:  # NaN / Infinity / huge integers, from the hooks above
+        raise CheckpointError(f"{where}: not valid JSON ({str(exc)[:120]}).") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: expected a JSON object.")
+    if _depth(meta) > MAX_DEPTH:
+        raise CheckpointError(f"{where}: sidecar nests deeper than {MAX_DEPTH} levels.")
+    validate(meta, where)
+    return meta
+
+
+def read(stem: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
+    """Read and validate `<stem>.json` (size-capped before reading); returns (meta, raw bytes)."""
+    path = sidecar_file(stem)
+    try:
+        if not path.is_file():
+            raise CheckpointError(f"{path}: sidecar not found (a checkpoint is a .safetensors file plus its .json).")
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise CheckpointError(f"{path}: sidecar is {path.stat().st_size / 1e6:.1f} MB, over the "
+                                  f"{MAX_SIDECAR_BYTES // 2**20} MB limit.")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SIDECAR_BYTES + 1)  # a file growing after stat() is still bounded
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    return parse(raw, path), raw
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (JSON booleans excluded)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(meta: dict, key: str, low: float, high: float, where) -> None:
+    values = meta[key]
+    if not (isinstance(values, list) and len(values) == 3 and all(is_number(v) for v in values)):
+        raise CheckpointError(f"{where}: {key!r} must be a list of 3 numbers.")
+    if not all(low <= v <= high for v in values):
+        raise CheckpointError(f"{where}: {key!r} values must lie between {low:g} and {high:g}.")
+
+
+def _classes(meta: dict, where) -> None:
+    classes = meta["classes"]
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
+        raise CheckpointError(f"{where}: 'classes' must be a list of at least 2 names.")
+    if len(classes) > MAX_CLASSES:
+        raise CheckpointError(f"{where}: 'classes' lists {len(classes)} names, over the limit of {MAX_CLASSES}.")
+    if any(len(c) > MAX_CLASS_NAME for c in classes):
+        raise CheckpointError(f"{where}: a class name is longer than {MAX_CLASS_NAME} characters.")
+    if len(set(classes)) != len(classes):
+        raise CheckpointError(f"{where}: 'classes' lists a name twice.")
+
+
+# optional fields: the JSON type each must have when present (code reads them with .get and indexing)
+OPTIONAL_TYPES: dict[str, type | tuple[type, ...]] = {
+    "format": int, "created": str, "versions": dict, "config": dict, "data": dict, "history": list,
+    "split": dict, "metrics": dict, "calibration": dict, "weights_sha256": str, "onnx": dict, "run_spec": dict,
+}  # unsure_threshold and calibration.temperature: range-checked below
+TYPE_WORDS = {int: "an integer", str: "a string", dict: "an object", list: "a list"}
+
+
+def validate(meta: dict[str, Any], where: Path | str) -> None:
+    """Check every field code reads; raises CheckpointError naming the first violation."""
+    for key in ("arch", "classes", "image_size", "mean", "std"):
+        if key not in meta:
+            raise CheckpointError(f"{where}: missing field {key!r}.")
+    if not isinstance(meta["arch"], str):
+        raise CheckpointError(f"{where}: 'arch' must be a string.")
+    _classes(meta, where)
+    size = meta["image_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or not IMAGE_SIZES[0] <= size <= IMAGE_SIZES[1]:
+        raise CheckpointError(f"{where}: 'image_size' must be an integer between {IMAGE_SIZES[0]} and "
+                              f"{IMAGE_SIZES[1]}.")
+    _numbers(meta, "mean", *MEAN_RANGE, where)
+    _numbers(meta, "std", MIN_STD, MAX_STD, where)
+    for key, kind in OPTIONAL_TYPES.items():
+        if key in meta and (not isinstance(meta[key], kind) or isinstance(meta[key], bool)):
+            raise CheckpointError(f"{where}: {key!r} must be {TYPE_WORDS[kind]}.")
+    for key in ("holdout", "cv"):
+        if not isinstance(meta.get("metrics", {}).get(key, {}), dict):
+            raise CheckpointError(f"{where}: 'metrics.{key}' must be an object.")
+    for precision, entry in meta.get("onnx", {}).items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)):
+            raise CheckpointError(f"{where}: 'onnx.{precision}' must be an object with a 'sha256'.")
+    val_images = meta.get("split", {}).get("val_images", [])
+    if not isinstance(val_images, list) or not all(isinstance(v, str) for v in val_images):
+        raise CheckpointError(f"{where}: 'split.val_images' must be a list of image names.")
+    temperature = meta.get("calibration", {}).get("temperature", 1.0)
+    if not is_number(temperature) or not 1e-2 <= temperature <= 1e2:
+        raise CheckpointError(f"{where}: 'calibration' must hold a positive 'temperature' between 0.01 and 100.")
+    threshold = meta.get("unsure_threshold", 0.0)
+    if not is_number(threshold) or not 0 <= threshold <= 1:
+        raise CheckpointError(f"{where}: 'unsure_threshold' must be a number between 0 and 1.")
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
 
 
 def is_default(path: str | os.PathLike, weights_dir: Path | None = None) -> bool:
-    """Whether `path` names the shipped default checkpoint."""
-    # the shipped one is always protected
-    roots = [weights_dir] if weights_dir else [paths.weights_root(), paths.WEIGHTS_DIR]
-    return any(stem_of(path).resolve() == (root / DEFAULT_NAME).resolve() for root in roots)
+    """Whether the files `path` would write are those of the shipped default checkpoint (compared resolved)."""
+    roots = [weights_dir] if weights_dir else [paths.weights_root(), paths.WEIGHTS_DIR]  # the shipped one: always
+    targets = {f.resolve() for f in files(path)}
+    return any(targets & {f.resolve() for f in files(root / DEFAULT_NAME)} for root in roots)
+
+
+def exists(stem: str | os.PathLike) -> bool:
+    """Whether either file of the checkpoint `stem` exists."""
+    return any(f.exists() for f in files(stem))
 
 
 def resolve(name_or_path: str | os.PathLike | None, weights_dir: Path | None = None) -> Path:
-    """A checkpoint name (`default`, `my-run`) or path -> its stem; refuses pickle-based files."""
+    """A checkpoint name (`default`, `my-run.v2`) or path -> its stem; refuses pickle-based files."""
     text = str(name_or_path or DEFAULT_NAME)
     path = Path(text)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(
             f"{text}: pickle-based weights files are refused (they can run code); use a .safetensors checkpoint."
         )
-    if path.suffix in ("", ".json", ".safetensors") and not path.parent.parts and not path.exists() \
-            and not Path(text + ".safetensors").exists():
+    if not path.parent.parts and not exists(path):
         path = (weights_dir or paths.weights_root()) / text  # a bare name means a checkpoint in weights/
     return stem_of(path)
 
 
 def read_sidecar(stem: str | os.PathLike) -> dict[str, Any]:
-    """Parse and validate `<stem>.json`; raises CheckpointError."""
-    stem = stem_of(stem)
-    sidecar = stem.with_suffix(".json")
-    if not sidecar.is_file():
-        raise CheckpointError(f"{sidecar}: sidecar not found (a checkpoint is a .safetensors file plus its .json).")
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{sidecar}: not valid JSON ({exc}).") from None
-    except OSError as exc:
-        raise CheckpointError(f"{sidecar}: cannot be read ({exc.strerror or exc}).") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{sidecar}: expected a JSON object.")
-    for key in ("arch", "classes", "image_size", "mean", "std"):
-        if key not in meta:
-            raise CheckpointError(f"{sidecar}: missing field {key!r}.")
-    classes = meta["classes"]
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
-        raise CheckpointError(f"{sidecar}: 'classes' must be a list of at least 2 names.")
-    if len(set(classes)) != len(classes):
-        raise CheckpointError(f"{sidecar}: 'classes' lists a name twice.")
-    if not isinstance(meta["image_size"], int) or not 32 <= meta["image_size"] <= 1024:
-        raise CheckpointError(f"{sidecar}: 'image_size' must be an integer between 32 and 1024.")
-    for key in ("mean", "std"):
-        values = meta[key]
-        if not (isinstance(values, list) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)):
-            raise CheckpointError(f"{sidecar}: {key!r} must be a list of 3 numbers.")
-    if any(v <= 0 for v in meta["std"]):
-        raise CheckpointError(f"{sidecar}: 'std' values must be positive.")
-    calibration = meta.get("calibration", {})
-    temperature = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else None
-    if not _is_number(temperature) or not 0 < temperature < 1e3:
-        raise CheckpointError(f"{sidecar}: 'calibration' must hold a positive 'temperature'.")
-    threshold = meta.get("unsure_threshold", 0.0)
-    if not _is_number(threshold) or not 0 <= threshold <= 1:
-        raise CheckpointError(f"{sidecar}: 'unsure_threshold' must be a number between 0 and 1.")
-    return meta
+    """Parse and validate `<stem>.json` against the schema above; raises CheckpointError."""
+    return read(stem)[0]
 
 
 def stored_crop_margin(meta: dict[str, Any]) -> float:
     """The crop margin the sidecar's run spec records (`dance.models.spec`), or CROP_MARGIN for older sidecars."""
     stored = meta.get("run_spec")
     margin = stored.get("crop_margin") if isinstance(stored, dict) else None
-    return float(margin) if _is_number(margin) and 1.0 <= margin <= 2.0 else CROP_MARGIN
-
-
-def _is_number(value: Any) -> bool:
-    """A finite int or float (JSON booleans excluded)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(margin) if is_number(margin) and 1.0 <= margin <= 2.0 else CROP_MARGIN
 
 
 
@@ -171,22 +313,23 @@ def list_checkpoints(weights_dir: Path | None = None) -> list[Path]:
         return []
     found = []
     for p in weights_dir.glob("*.json"):
-        stem = p.with_suffix("")
-        if stem.suffix == ".state" or not p.with_suffix(".safetensors").is_file():
+        stem = stem_of(p)
+        if stem.name.endswith(".state") or not weights_file(stem).is_file():
             continue  # <name>.state.* is a running job's resumable state, not a checkpoint
         try:
-            found.append((stem.name != DEFAULT_NAME, -p.stat().st_mtime, stem))
+            found.append((stem.name != DEFAULT_NAME, -p.stat().st_mtime, str(stem), stem))
         except FileNotFoundError:
             continue  # removed since the listing (a finished job deletes its state files)
     return [stem for *_, stem in sorted(found)]
 
 
 def update_sidecar(stem: str | os.PathLike, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into an existing sidecar, atomically."""
+    """Merge `fields` into an existing sidecar (validated again), atomically."""
     stem = stem_of(stem)
     meta = read_sidecar(stem)
     meta.update(fields)
-    atomic_write_json(stem.with_suffix(".json"), meta)
+    validate(meta, sidecar_file(stem))
+    atomic_write_json(sidecar_file(stem), meta)
     return meta
 
 

@@ -21,9 +21,9 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from dance import paths
-from dance.config import CV_FOLDS, CV_REPEATS, TrainConfig
+from dance.config import CV_FOLDS, CV_REPEATS, CVConfig, TrainConfig
 from dance.data.splits import kfold_splits
-from dance.errors import DataError
+from dance.errors import DanceError, DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dance.models import checkpoint
 from dance.models.spec import RunSpec, resolve_run_spec
@@ -90,7 +90,10 @@ def cross_validate(
     `save_fold_models` keeps each fold's model as `<run>/folds/fold-<n>` (a teacher for a distilled CV run,
     whose `--teacher` then names `<run>/folds/fold-{fold}`).
     """
-    check_settings(cfg)
+    check_settings(cfg)  # the same ranges as train, before anything is decoded or written
+    cv_problems = CVConfig(folds=k, repeats=repeats).problems()
+    if cv_problems:
+        raise DanceError(f"Invalid cross-validation settings: {'; '.join(cv_problems)}.")
     run, device = resolve_run_spec(cfg), pick_device(cfg.device)
     prepared = prepared or prepare_data(cfg, data_dir, run=run)
     ds = prepared.dataset

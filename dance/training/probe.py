@@ -83,8 +83,8 @@ def cached_views(cfg: TrainConfig, run: RunSpec, model: Classifier, tensors, cac
     for t in tensors:
         digest.update(str(tuple(t.shape)).encode())
         digest.update(t.contiguous().numpy().tobytes())
-    path = Path(cache_dir) / f"{cfg.model}-{size}-{digest.hexdigest()[:20]}.npy"
-    seconds_file = path.with_suffix(".json")
+    name = f"{cfg.model}-{size}-{digest.hexdigest()[:20]}"
+    path, seconds_file = Path(cache_dir) / f"{name}.npy", Path(cache_dir) / f"{name}.json"
     if path.is_file():
         try:
             features = np.load(path, allow_pickle=False)

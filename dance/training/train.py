@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from dance.data.splits import GROUP_SIDE, holdout_split, source_groups
 from dance.errors import CheckpointError, DanceError, DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dance.models import checkpoint
+from dance.models.lock import writer_lock
 from dance.models.preprocess import build_eval_transform
 from dance.models.registry import get_spec
 from dance.models.spec import RunSpec, resolve_run_spec, teacher_stems
@@ -74,48 +77,32 @@ class PreparedData:
 
 
 def check_settings(cfg: TrainConfig) -> None:
-    """Refuse impossible settings with one message (they come from the CLI, the app or a sidecar)."""
-    problems = []
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        problems.append("epochs and batch size must be at least 1")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        problems.append("the learning rate must be a positive number")
-    if cfg.image_size and not 32 <= cfg.image_size <= 1024:
-        problems.append("image size must be between 32 and 1024 pixels (or 0 for the model's own)")
-    if cfg.method not in ("finetune", "probe"):
-        problems.append("method must be finetune or probe")
-    elif cfg.method == "probe" and not get_spec(cfg.model).pretrained:
+    """Refuse impossible settings with one message (they come from the CLI, the app or a sidecar); train and cv
+    alike. The ranges live with the defaults in dance.config; this adds what depends on the model or machine."""
+    problems = cfg.problems()
+    try:
+        spec = get_spec(str(cfg.model))
+    except DanceError as exc:
+        problems.append(str(exc).rstrip("."))
+        spec = None
+    if spec is not None and cfg.method == "probe" and not spec.pretrained:
         problems.append(f"the probe needs a pretrained backbone; {cfg.model} has none")
-    if cfg.workers < 0:
-        problems.append("workers must be 0 or more")
     if cfg.teacher and cfg.method != "finetune":
         problems.append("distillation from a teacher needs method finetune")
     if cfg.unlabelled and not cfg.teacher:
         problems.append("unlabelled images need a teacher (they are learnt from its soft targets only)")
-    if not 0 <= cfg.distill_weight <= 1:
-        problems.append("the distillation weight must be between 0 and 1")
-    if not (math.isfinite(cfg.distill_temperature) and cfg.distill_temperature > 0):
-        problems.append("the distillation temperature must be a positive number")
-    if cfg.class_weights not in ("none", "balanced"):
-        problems.append("class weights must be none or balanced")
-    if not (math.isfinite(cfg.weight_decay) and 0 <= cfg.weight_decay <= 1):
-        problems.append("weight decay must be between 0 and 1")
-    if not (math.isfinite(cfg.backbone_lr_scale) and 0 < cfg.backbone_lr_scale <= 10):
-        problems.append("the backbone learning-rate scale must be above 0 and at most 10")
-    aug = cfg.augment
-    if not 0 < aug.crop_scale <= 1:
-        problems.append("the crop scale must be above 0 and at most 1")
-    if not (0 <= aug.erasing <= 1 and 0 <= aug.hflip <= 1):
-        problems.append("erasing and flip probabilities must be between 0 and 1")
-    if not (0 <= aug.rotation <= 180 and 0 <= aug.shift < 1 and 0 <= aug.zoom < 1 and 0 <= aug.color <= 1):
-        problems.append("rotation must be 0-180 degrees, shift and zoom at least 0 and below 1, colour 0-1")
     try:
-        augmentation_stages(cfg.augment, 64)
-        pick_device(cfg.device)
-        if not problems:  # the optimizer checks its names and its numbers
-            make_optimizer(cfg, get_spec("seed-cnn").create(2, 64, pretrained=False), 1)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(cfg.device)):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {cfg.device!r}")
+        pick_device(str(cfg.device))
     except (ValueError, RuntimeError) as exc:
         problems.append(str(exc).rstrip("."))
+    if not problems:  # the pipeline and optimizer builders check what the ranges cannot
+        try:
+            augmentation_stages(cfg.augment, 64)
+            make_optimizer(cfg, get_spec("seed-cnn").create(2, 64, pretrained=False), 1)
+        except (ValueError, RuntimeError) as exc:
+            problems.append(str(exc).rstrip("."))
     if problems:
         raise DanceError(f"Invalid training settings: {'; '.join(problems)}.")
 
@@ -288,6 +275,7 @@ def load_training_state(stem: Path, state: FitState, steps_per_epoch: int) -> No
         tensors = load_safetensors_bytes(raw)
         saved_epoch = _safetensors_metadata(raw).get("epoch")
         scalars = json.loads(json_file.read_text())
+        _check_state(scalars, state)
         if saved_epoch is not None and saved_epoch != str(scalars["epoch"]):
             raise ValueError(f"weights are from epoch {saved_epoch}, {json_file.name} from epoch {scalars['epoch']}")
         state.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -307,6 +295,43 @@ def load_training_state(stem: Path, state: FitState, steps_per_epoch: int) -> No
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
                               "rerun without --resume or with the original settings.") from None
     state.scheduler.last_epoch = state.epoch * steps_per_epoch  # schedules are functions of the step count
+
+
+def _same_shape(saved, fresh) -> bool:
+    """Whether a saved optimizer value has the kind of the freshly built one (finite numbers where it has them)."""
+    if isinstance(fresh, bool) or fresh is None or isinstance(fresh, str):
+        return type(saved) is type(fresh)
+    if isinstance(fresh, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved)
+    if isinstance(fresh, (list, tuple)):
+        return isinstance(saved, list) and len(saved) == len(fresh) and all(map(_same_shape, saved, fresh))
+    return True
+
+
+def _check_state(scalars, state: FitState) -> None:
+    """Raise ValueError naming the first damaged value of a resumable state's JSON (never trust its types)."""
+    if not isinstance(scalars, dict):
+        raise ValueError("the state is not a JSON object")
+    epoch = scalars.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch {epoch!r} is not a whole number of epochs")
+    history = scalars.get("history")
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise ValueError("history is not a list of epoch records")
+    best, stale = scalars.get("best_loss"), scalars.get("stale_epochs")
+    if best is not None and not (isinstance(best, (int, float)) and not isinstance(best, bool) and math.isfinite(best)):
+        raise ValueError(f"best_loss {best!r} is not a number")
+    if isinstance(stale, bool) or not isinstance(stale, int) or stale < 0:
+        raise ValueError(f"stale_epochs {stale!r} is not a whole number")
+    fresh_groups, saved_groups = state.optimizer.state_dict()["param_groups"], scalars.get("param_groups")
+    if not isinstance(saved_groups, list) or len(saved_groups) != len(fresh_groups):
+        raise ValueError("param_groups do not match this optimizer")
+    for saved, fresh in zip(saved_groups, fresh_groups):
+        if not isinstance(saved, dict) or set(saved) != set(fresh):
+            raise ValueError("param_groups do not match this optimizer")
+        for key, value in fresh.items():
+            if key != "params" and not _same_shape(saved[key], value):
+                raise ValueError(f"param_groups {key} {saved[key]!r} is not a valid value")
 
 
 def _safetensors_metadata(raw: bytes) -> dict:
@@ -339,16 +364,38 @@ def train(
     callbacks: list[Callback] = (),
     stop: threading.Event | None = None,
     resume: bool = False,
-    overwrite_default: bool = False,
+    overwrite: bool = False,
     prepared: PreparedData | None = None,
 ) -> TrainResult:
-    """Train `cfg` on the labelled set, evaluate the hold-out and save a checkpoint; returns what was made."""
+    """Train `cfg` on the labelled set, evaluate the hold-out and save a checkpoint; returns what was made.
+
+    An existing checkpoint at `output` (the shipped default included) is replaced only with `overwrite`, the
+    user's explicit request for exactly that target; a second run writing the same target is refused.
+    """
     check_settings(cfg)
     stem = checkpoint.stem_of(output) if output else default_output(cfg)
-    if checkpoint.is_default(stem) and not overwrite_default:
-        raise CheckpointError("Refusing to overwrite weights/default without an explicit confirmation.")
+    check_target(stem, overwrite)
     run, device = resolve_run_spec(cfg), pick_device(cfg.device)
     ctx, device = distributed.setup(device)  # under torchrun: join the group; rank 0 alone logs and writes
+    with writer_lock(stem) if ctx.is_main else contextlib.nullcontext():
+        check_target(stem, overwrite)  # again under the lock: another run may have just finished into it
+        return _train_into(cfg, stem, run, ctx, device, data_dir, callbacks, stop, resume, prepared)
+
+
+def check_target(stem: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing checkpoint (or ever the shipped default) unless it was asked for exactly."""
+    if overwrite:
+        return
+    if checkpoint.is_default(stem):
+        raise CheckpointError(f"Refusing to overwrite weights/default (the shipped model, the files {stem}.*) "
+                              "without an explicit confirmation: --overwrite, or the Train page's box.")
+    if checkpoint.exists(stem):
+        raise CheckpointError(f"Refusing to overwrite the existing checkpoint {stem}: choose another name, "
+                              "or pass --overwrite to replace it.")
+
+
+def _train_into(cfg, stem, run, ctx, device, data_dir, callbacks, stop, resume, prepared) -> TrainResult:
+    """The body of `train` once the target is checked and locked."""
     prepared = prepared or prepare_data(cfg, data_dir, run=run)
     labels = prepared.dataset.labels
     if cfg.val_fraction > 0:

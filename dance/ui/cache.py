@@ -112,7 +112,7 @@ class CheckpointRef:
 
 def _mtime(stem: Path) -> float:
     """Newest modification time of a checkpoint's two files (0 when missing)."""
-    times = [p.stat().st_mtime for p in (stem.with_suffix(".json"), stem.with_suffix(".safetensors")) if p.exists()]
+    times = [p.stat().st_mtime for p in sidecar.files(stem) if p.exists()]
     return max(times, default=0.0)
 
 

@@ -28,8 +28,8 @@ def duration(seconds: float) -> str:
 class TrainJob:
     """Runs dance.train.train in a daemon thread; a Callback for progress and a threading.Event to stop it."""
 
-    def __init__(self, cfg: TrainConfig, data_dir: str | Path | None, output: Path, overwrite_default: bool = False):
-        self.cfg, self.data_dir, self.output, self.overwrite_default = cfg, data_dir, output, overwrite_default
+    def __init__(self, cfg: TrainConfig, data_dir: str | Path | None, output: Path, overwrite: bool = False):
+        self.cfg, self.data_dir, self.output, self.overwrite = cfg, data_dir, output, overwrite
         self.stop = threading.Event()
         self.phase = "starting"  # starting -> decoding -> training -> saving -> done | stopped | failed
         self.decoded = (0, 0)
@@ -129,7 +129,7 @@ class TrainJob:
             prepared = prepare_data(self.cfg, self.data_dir, progress=self._decoding)
             self.phase = "training"
             self.result = train(self.cfg, self.data_dir, self.output, callbacks=[self], stop=self.stop,
-                                overwrite_default=self.overwrite_default, prepared=prepared)
+                                overwrite=self.overwrite, prepared=prepared)
             self.phase = "stopped" if self.result.stopped else "done"
         except _Stopped:
             self.phase = "stopped"  # before the first batch: no checkpoint was written

@@ -40,10 +40,11 @@ def check_name(name: str, folder: Path, overwrite_default: bool) -> str | None:
     """Why a checkpoint name cannot be used, or None when it is fine."""
     if not NAME_PATTERN.match(name):
         return "Checkpoint name: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit."
-    if name == checkpoint.DEFAULT_NAME:
+    target = folder / name  # the files train() will write, resolved the same way
+    if checkpoint.is_default(target):
         return None if overwrite_default else (
             "'default' is the shipped model: tick 'Replace the shipped default model' to overwrite it.")
-    if (folder / f"{name}.safetensors").exists() or (folder / f"{name}.json").exists():
+    if checkpoint.exists(target):
         return f"A checkpoint named {name!r} already exists in {folder}; choose a new name."
     return None
 
@@ -103,8 +104,9 @@ def _form(folder: Path | None) -> None:
                         "image_size": image_size, "preset": preset, "strength": strength, "freeze_epochs": freeze,
                         "val_fraction": val_fraction, "limit": limit,
                         "teacher": teachers.get(teacher, ""), "distill_weight": distill_weight})
-    st.session_state[JOB_KEY] = TrainJob(cfg, data.strip() or None, paths.weights_root() / name,
-                                         overwrite_default=name == checkpoint.DEFAULT_NAME and overwrite).start()
+    target = paths.weights_root() / name
+    st.session_state[JOB_KEY] = TrainJob(cfg, data.strip() or None, target,
+                                         overwrite=checkpoint.is_default(target) and overwrite).start()
     st.session_state.pop("train_name", None)  # the next run suggests a fresh name
     st.rerun()
 
