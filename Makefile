@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 PORT ?= 8501
+# this machine only; `make run ADDRESS=0.0.0.0` exposes the app to the network (a demo: see README)
+ADDRESS ?= 127.0.0.1
 
 .PHONY: run test test-shuffled bench browser-deps clean
 
@@ -14,7 +16,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m dance.ui.serve --server.port $(PORT)
+	$(PY) -m dance.ui.serve --server.port $(PORT) --server.address $(ADDRESS)
 
 # Chromium for the real-browser tests: Debian's package, installed when missing and we are root.
 browser-deps:

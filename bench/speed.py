@@ -27,7 +27,7 @@ from dance.config import TrainConfig
 from dance.errors import DanceError
 from dance.models import checkpoint
 from dance.models.registry import REGISTRY
-from dance.models.sidecar import with_suffix
+from dance.models.sidecar import suffixed
 from dance.models.spec import RunSpec, resolve_run_spec
 
 DEFAULT_MODEL = "effnet-lite0"
@@ -114,7 +114,7 @@ def model_latency(ckpt: checkpoint.Checkpoint, runs: int, batch_runs: int, batch
     model = ckpt.model.eval()
     x1 = torch.randn(1, 3, size, size)
     xb = torch.randn(batch, 3, size, size)
-    onnx_file = export_onnx(ckpt, with_suffix(ckpt.path, ".onnx"))
+    onnx_file = export_onnx(ckpt, suffixed(ckpt.path, ".onnx"))
     session = OnnxSession(onnx_file)
     cl_model = ckpt.model  # converted in place below, after the eager runs
 

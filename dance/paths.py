@@ -56,6 +56,25 @@ def candidate_dirs(explicit: str | os.PathLike | None = None) -> list[tuple[str,
     return found
 
 
+def allowed_data_dir(text: str | os.PathLike) -> Path:
+    """A data folder typed into the app, if it is one of the known data roots or under the user-data folder.
+
+    The app is a server: a free path would let anyone read (and have echoed) any `*/train.csv` on the machine.
+    """
+    path = Path(text).expanduser()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise DataError(f"{text}: not a usable folder ({exc}).") from None
+    known = [p.resolve() for _, p in candidate_dirs()]
+    roots = [user_data_root().resolve(), (PROJECT_ROOT / "data").resolve()]
+    if resolved in known or any(resolved == r or r in resolved.parents for r in roots):
+        return resolved
+    allowed = "; ".join(dict.fromkeys(str(p) for p in [*known, *roots]))
+    raise DataError(f"{text}: the app only trains on the known data folders or a folder under the project's data/ "
+                    f"(allowed: {allowed}); use the command line for other folders.")
+
+
 def find_data_dir(explicit: str | os.PathLike | None = None) -> Path:
     """Return the first data folder holding train.csv, or raise DataError naming every place tried."""
     tried = candidate_dirs(explicit)

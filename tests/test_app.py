@@ -360,7 +360,17 @@ def test_train_page_never_overwrites_default_without_confirmation(weights, synth
     assert (weights / "default.safetensors").read_bytes() == before
 
 
-def test_training_error_is_a_message_not_a_traceback(weights, tmp_path):
+def test_data_folder_outside_the_known_roots_is_refused(weights, tmp_path):
+    outside = make_dataset(tmp_path / "elsewhere", per_class=2, test=1)  # a real data set, but not a known root
+    at = app_at("train")
+    _fill_train_form(at, outside, "x-run")
+    at.button[0].click().run()
+    assert not at.exception and "train_job" not in at.session_state
+    assert len(at.error) == 1 and "only trains on the known data folders" in at.error[0].value
+
+
+def test_training_error_is_a_message_not_a_traceback(weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("DANCE_USER_DATA", str(tmp_path))  # an allowed root, holding no data set
     at = app_at("train")
     _fill_train_form(at, tmp_path / "nowhere", "x-run")
     at.button[0].click().run()

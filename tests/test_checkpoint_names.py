@@ -78,7 +78,7 @@ def test_dotted_name_trains_into_its_own_files(synth_data, tmp_path):
 
 def test_existing_checkpoint_replaced_only_when_asked(tiny_checkpoint, tmp_path, synth_data):
     for suffix in (".json", ".safetensors"):
-        (tmp_path / f"mine{suffix}").write_bytes(sidecar.with_suffix(tiny_checkpoint, suffix).read_bytes())
+        (tmp_path / f"mine{suffix}").write_bytes(sidecar.suffixed(tiny_checkpoint, suffix).read_bytes())
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     cfg = TrainConfig(model="seed-cnn", epochs=1, image_size=64, batch_size=8, freeze_epochs=0, val_fraction=0,
                       augment=AugmentConfig(preset="none"))

@@ -89,7 +89,7 @@ def test_oversized_sidecar_file_refused_before_reading(tmp_path, monkeypatch):
 
 def test_nan_normalisation_never_reaches_predictions(tiny_checkpoint, tmp_path, synth_data):
     for suffix in (".json", ".safetensors"):
-        shutil.copy(sidecar.with_suffix(tiny_checkpoint, suffix), tmp_path / f"c{suffix}")
+        shutil.copy(sidecar.suffixed(tiny_checkpoint, suffix), tmp_path / f"c{suffix}")
     meta = json.loads((tmp_path / "c.json").read_text())
     for bad in (float("nan"), float("inf"), 1e-300):
         (tmp_path / "c.json").write_text(json.dumps({**meta, "std": [bad, 0.5, 0.5]}, allow_nan=True))

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Iterator
 
 from dance.errors import CheckpointError
-from dance.models.sidecar import stem_of, with_suffix
+from dance.models.sidecar import stem_of, suffixed
 
 
 def lock_file(stem: str | os.PathLike) -> Path:
     """The lock file of a checkpoint stem."""
-    return with_suffix(stem_of(stem), ".lock")
+    return suffixed(stem_of(stem), ".lock")
 
 
 def _owner(path: Path) -> str:

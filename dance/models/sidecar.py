@@ -49,7 +49,7 @@ def stem_of(path: str | os.PathLike) -> Path:
     return path
 
 
-def with_suffix(stem: str | os.PathLike, suffix: str) -> Path:
+def suffixed(stem: str | os.PathLike, suffix: str) -> Path:
     """`<stem><suffix>` with the whole stem kept (`a.v2` + `.json` = `a.v2.json`, unlike Path.with_suffix)."""
     stem = Path(stem)
     return stem.with_name(stem.name + suffix)
@@ -57,12 +57,12 @@ def with_suffix(stem: str | os.PathLike, suffix: str) -> Path:
 
 def weights_file(stem: str | os.PathLike) -> Path:
     """The checkpoint's safetensors file."""
-    return with_suffix(stem_of(stem), WEIGHTS_SUFFIX)
+    return suffixed(stem_of(stem), WEIGHTS_SUFFIX)
 
 
 def sidecar_file(stem: str | os.PathLike) -> Path:
     """The checkpoint's JSON sidecar."""
-    return with_suffix(stem_of(stem), SIDECAR_SUFFIX)
+    return suffixed(stem_of(stem), SIDECAR_SUFFIX)
 
 
 def files(stem: str | os.PathLike) -> tuple[Path, Path]:

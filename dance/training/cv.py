@@ -25,6 +25,7 @@ from dance.config import CV_FOLDS, CV_REPEATS, CVConfig, TrainConfig
 from dance.data.splits import kfold_splits
 from dance.errors import DanceError, DataError
 from dance.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from dance.markup import md_escape
 from dance.models import checkpoint
 from dance.models.spec import RunSpec, resolve_run_spec
 from dance.paths import find_data_dir
@@ -337,7 +338,7 @@ def report_markdown(summary: dict) -> str:
                 "**ungrouped** (plain stratified: near-duplicate photos sit on both sides of a split, so this "
                 "score is inflated — for comparison with published numbers only, not the figure that counts)")
     lines = [
-        f"# Cross-validation: {summary['name']}", "",
+        f"# Cross-validation: {md_escape(summary['name'])}", "",
         f"- model `{summary['model']}` ({summary.get('method', 'finetune')}) at {summary['image_size']} px; "
         f"{summary['k']}-fold x {summary['repeats']} repeat(s), {protocol}; TTA: {summary['tta']}",
         f"- {summary['images']} images; device: {summary['device']}; total train time "
@@ -360,7 +361,8 @@ def report_markdown(summary: dict) -> str:
                      f"{f['weighted_f1']:.4f} | {f.get('train_seconds', '—')} |")
     lines += ["", "| class | out-of-fold F1 | F1 mean ± std over folds |", "|---|---|---|"]
     spread = summary.get("class_f1", {})
-    lines += [f"| {c} | {v:.4f} | " + (f"{spread[c]['mean']:.4f} ± {spread[c]['std']:.4f} |" if c in spread else "— |")
+    lines += [f"| {md_escape(c)} | {v:.4f} | "
+              + (f"{spread[c]['mean']:.4f} ± {spread[c]['std']:.4f} |" if c in spread else "— |")
               for c, v in summary["per_class_f1"].items()]
     return "\n".join(lines) + "\n"
 

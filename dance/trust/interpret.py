@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from dance.fileio import atomic_write_json, atomic_write_text
-from dance.models.sidecar import with_suffix
+from dance.models.sidecar import suffixed
 
 
 @dataclass
@@ -120,7 +120,7 @@ class Predictions:
             "confusion": self.confusion().tolist(),
             "misclassified": self.misclassified()[["image", "true", "predicted", "confidence"]].to_dict(orient="records"),
         }
-        json_path = atomic_write_json(with_suffix(stem, ".json"), summary)
-        csv_path = atomic_write_text(with_suffix(stem, ".csv"), self.table().drop(columns="path").to_csv(index=False))
+        json_path = atomic_write_json(suffixed(stem, ".json"), summary)
+        csv_path = atomic_write_text(suffixed(stem, ".csv"), self.table().drop(columns="path").to_csv(index=False))
         return json_path, csv_path
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -14,11 +13,10 @@ from dance import paths
 from dance.data.images import ACCEPTED_TEXT, MAX_BYTES
 from dance.errors import DanceError
 from dance.inference.predict import Predictor
+from dance.markup import md_escape  # noqa: F401 - the pages import it from here
 from dance.models import sidecar
 from dance.paths import find_data_dir
 from dance.ui.cache import CheckpointRef, file_cam, file_thumbnail, list_checkpoints
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
 
 
 def upload_limit_mb() -> int:
@@ -30,10 +28,6 @@ def upload_help() -> str:
     """Help text of an image uploader: the accepted formats and the size limit, from the backend's own constants."""
     return f"{ACCEPTED_TEXT}; up to {upload_limit_mb()} MB each."
 
-
-def md_escape(text: str) -> str:
-    """Escape Markdown so a user-controlled string (a file name) shows literally."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
 def percent(value: float | None) -> str:
@@ -47,7 +41,7 @@ def page_errors() -> Iterator[None]:
     try:
         yield
     except DanceError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))  # messages quote file names and CSV cells
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -112,7 +106,7 @@ def data_dir_or_error(explicit: str | None = None) -> tuple[Path | None, str | N
 
 def gallery_caption(row: pd.Series | dict) -> str:
     """Caption of one gallery image: name, true, predicted, confidence and loss."""
-    return (f"{row['image']} · true {row['true']} · predicted {row['predicted']} · "
+    return (f"{md_escape(row['image'])} · true {md_escape(row['true'])} · predicted {md_escape(row['predicted'])} · "
             f"{row['confidence']:.0%} · loss {row['loss']:.2f}")
 
 

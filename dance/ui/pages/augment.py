@@ -72,7 +72,7 @@ def _source() -> tuple[str | bytes, str] | None:
     how = st.radio("Image", options, horizontal=True, key="aug_source")
     if how == "Upload":
         if folder is None:
-            st.caption(f"No data set found, so only uploads: {problem}")
+            st.caption(f"No data set found, so only uploads: {md_escape(problem)}")
         upload = st.file_uploader("An image", type=list(UPLOAD_TYPES), key="aug_upload", help=upload_help())
         return (upload.getvalue(), upload.name) if upload is not None else None
     table = read_labels(folder / "train.csv", folder / "train")
@@ -124,7 +124,7 @@ def render() -> None:
         try:
             original, images = variants(data, name, aug, size, count, seed)
         except DanceError as exc:
-            st.error(str(exc))
+            st.error(md_escape(exc))
             return
         left, right = st.columns([1, 3], gap="large")
         with left:

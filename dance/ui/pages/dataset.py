@@ -60,9 +60,9 @@ def _samples(frame: pd.DataFrame) -> None:
     """A grid of sample thumbnails for one chosen class."""
     st.subheader("Samples per class")
     classes = sorted(frame["label"].unique())
-    chosen = st.pills("Class", classes, default=classes[0], key="data_class", required=True)
+    chosen = st.pills("Class", classes, default=classes[0], key="data_class", required=True, format_func=md_escape)
     rows = frame[frame["label"] == (chosen or classes[0])].head(SAMPLES_PER_CLASS)
-    tiles(rows["path"].tolist(), [f"{r.image} · {r.label}" for r in rows.itertuples()], columns=4)
+    tiles(rows["path"].tolist(), [f"{md_escape(r.image)} · {md_escape(r.label)}" for r in rows.itertuples()], columns=4)
 
 
 def _sizes(frame: pd.DataFrame) -> None:
@@ -149,7 +149,7 @@ def render() -> None:
     with page_errors():
         folder, problem = data_dir_or_error()
         if folder is None:
-            st.error(problem)
+            st.error(md_escape(problem))
             st.info("Put the data set in data/dance (train.csv + train/), or set DANCE_DATA to its folder.")
             return
         st.caption(f"Folder: {md_escape(str(folder))}")

@@ -152,7 +152,7 @@ def _load(split: str) -> Loaded | None:
     if folder is None:
         folder, problem = data_dir_or_error()
     if folder is None:
-        st.error(problem)
+        st.error(md_escape(problem))
         return None
     if split == "holdout" and not holdout_names(predictor.ckpt.meta):
         _no_holdout(predictor)
@@ -191,7 +191,7 @@ def _metrics(preds: Predictions, label: str, split: str) -> None:
     cols[1].metric("Macro F1", f"{metrics['macro_f1']:.3f}")
     cols[2].metric("Weighted F1", f"{metrics['weighted_f1']:.3f}")
     cols[3].metric("Images", metrics["count"])
-    st.caption(f"Evaluated on: {label}.")
+    st.caption(f"Evaluated on: {md_escape(label)}.")
     if split == "all":
         st.warning("Optimistic: 'all labelled images' includes the images this model was trained on. "
                    "Use the hold-out or a cross-validation run for an honest estimate.")
@@ -226,7 +226,7 @@ def _pairs(preds: Predictions) -> None:
         return
     pairs = {pair_label(row): (row["true"], row["predicted"]) for _, row in confused.iterrows()}
     st.pills("Most confused pairs (true → predicted)", list(pairs), key="eval_pair", on_change=_on_pair,
-             args=(pairs,), help="Choose a pair to see its images below.", wrap=True)
+             args=(pairs,), format_func=md_escape, help="Choose a pair to see its images below.", wrap=True)
 
 
 def _report(preds: Predictions) -> None:
@@ -294,7 +294,8 @@ def _cell_gallery(preds: Predictions, cam: tuple[Predictor, CheckpointRef] | Non
     predicted = right.selectbox("Predicted class", preds.classes, key=PRED_KEY)
     cell = preds.cell(true, predicted)
     kind = "correct" if true == predicted else "misclassified"
-    st.markdown(f"**{len(cell)}** {kind} image(s): true **{true}**, predicted **{predicted}** — highest loss first.")
+    st.markdown(f"**{len(cell)}** {kind} image(s): true **{md_escape(true)}**, predicted **{md_escape(predicted)}** — "
+                "highest loss first.")
     gallery(cell, key=f"eval_cell_{true}_{predicted}", empty="No images in this cell.", cam=cam)
 
 

@@ -122,7 +122,9 @@ def explainer(run: Path, image: str, fallback: tuple[Predictor, CheckpointRef] |
 def cam_caption(title: str, class_name: str, model: str, fold: bool, oof_prob: float) -> str:
     """Caption of an overlay: which model drew it, and only the out-of-fold number when it is that model's."""
     if fold:
-        return f"{title}: where {model} (the fold model behind the suggestion) sees {class_name} ({percent(oof_prob)})"
+        return (f"{title}: where {md_escape(model)} (the fold model behind the suggestion) sees {md_escape(class_name)} "
+                f"({percent(oof_prob)})")
+    model, class_name = md_escape(model), md_escape(class_name)
     return f"{title}: where {model} sees {class_name} — {model} trained on this image; the percentages come from " \
            "the fold models"
 
@@ -168,7 +170,7 @@ def _review(run: Path, issues: pd.DataFrame, classes: list[str], fallback: tuple
             if photo is None:
                 st.warning(f"{md_escape(row['image'])}: cannot be read.")
             else:
-                st.image(photo, caption=row["image"], width="stretch")
+                st.image(photo, caption=md_escape(row["image"]), width="stretch")
             st.markdown(f"Given label: **{md_escape(row['given'])}** ({percent(row['self_confidence'])})  \n"
                         f"Model suggests: **{md_escape(row['suggested'])}** ({percent(row['suggested_prob'])})")
             st.caption("Both percentages: the out-of-fold prediction, by a fold model that never saw this image.")
@@ -205,7 +207,7 @@ def _export(run: Path, issues: pd.DataFrame) -> None:
                          "label_corrections.csv", "text/csv", key="li_download", icon=":material/download:")
     if right.button(f"Save to {corrections_path()}", key="li_save", icon=":material/save:"):
         written = write_corrections(frame, corrections_path())
-        st.success(f"Wrote {len(frame)} rows to {written}. The data set was not changed.")
+        st.success(f"Wrote {len(frame)} rows to {md_escape(written)}. The data set was not changed.")
 
 
 def render() -> None:

@@ -171,8 +171,8 @@ def sample_items(folder: Path, count: int, seed: int, holdout: list[str] | None 
 def _show_card(predictor: Predictor) -> None:
     """The poor-accuracy warning (always visible) and the checkpoint card (with its calibration) in an expander."""
     if predictor.warning:
-        st.warning(predictor.warning, icon=":material/warning:")
-    with st.expander(f"Model card: {predictor.ckpt.name}", expanded=False):
+        st.warning(md_escape(predictor.warning), icon=":material/warning:")
+    with st.expander(f"Model card: {md_escape(predictor.ckpt.name)}", expanded=False):
         st.dataframe(card_frame(model_card(predictor)), hide_index=True, width="stretch")
 
 
@@ -253,7 +253,7 @@ def _inputs(folder: Path | None, predictor: Predictor) -> list[Item]:
         try:
             items.extend(sample_items(folder, SAMPLE_COUNT, seed, holdout))
         except DanceError as exc:
-            st.warning(f"Samples unavailable: {exc}")
+            st.warning(f"Samples unavailable: {md_escape(exc)}")
         else:
             st.caption("Samples from the model's hold-out: it never trained on them." if holdout else
                        f"Samples from train.csv: {md_escape(predictor.ckpt.name)} trained on these images, so it is "
@@ -272,7 +272,8 @@ def _cam(item: Item, pred: ImagePrediction, predictor: Predictor, ref: Checkpoin
         st.warning(f"{md_escape(item.name)}: no Grad-CAM (cannot be decoded).")
     else:
         # The probability is the prediction's (with TTA when on), not the heat map's own forward pass: one number.
-        st.image(found[0], caption=f"Grad-CAM: where the model sees {found[1]} ({percent(pred.probs[found[1]])})",
+        st.image(found[0], caption=f"Grad-CAM: where the model sees {md_escape(found[1])} "
+                                   f"({percent(pred.probs[found[1]])})",
                  width="stretch")
     st.selectbox("Explain class", predictor.classes, key=key,
                  help="Grad-CAM: the regions that raise this class's score; red is strongest.")
@@ -301,11 +302,11 @@ def _detail(item: Item, pred: ImagePrediction, key: str, note: str,
     """One image's card: the answer first (so it leads at phone width), then the photo, Grad-CAM and the bars."""
     with st.container(border=True):
         if pred.unsure:
-            st.markdown(f"### {headline(pred)}")
+            st.markdown(f"### {md_escape(headline(pred))}")
             st.caption(f"Top probability {percent(pred.confidence)} is below this model's 'not sure' threshold "
                        f"({note}).")
         else:
-            st.markdown(f"### {pred.label}")
+            st.markdown(f"### {md_escape(pred.label)}")
             st.caption(f"confidence {percent(pred.confidence)}")
         verdict = _verdict(item, pred)
         if verdict:
@@ -319,7 +320,7 @@ def _detail(item: Item, pred: ImagePrediction, key: str, note: str,
         with left:
             thumb = item.thumb()
             if thumb is not None:
-                st.image(thumb, caption=item.name, width="stretch")
+                st.image(thumb, caption=md_escape(item.name), width="stretch")
         with right:
             st.plotly_chart(probability_figure(pred.probs, highlight=pred.label), key=key,
                             config={"displayModeBar": False})
@@ -394,7 +395,7 @@ def render() -> None:
         predictor, used, warning = load_with_fallback(ref, list_checkpoints())
         st.session_state[SERVED_KEY] = used.name  # Evaluate and Label issues open on this model's CV run
         if warning:
-            st.warning(warning)
+            st.warning(md_escape(warning))
         _show_card(predictor)
         items = _inputs(folder, predictor)
         render_video_section(predictor, used)  # dance/ui/video_section.py

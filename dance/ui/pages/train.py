@@ -10,6 +10,7 @@ import streamlit as st
 
 from dance import paths
 from dance.config import AugmentConfig, TrainConfig
+from dance.errors import DanceError
 from dance.models import checkpoint
 from dance.models.registry import REGISTRY
 from dance.plots import history_figure
@@ -96,16 +97,21 @@ def _form(folder: Path | None) -> None:
     if not submitted:
         return
     name = name.strip()
+    try:
+        data_dir = str(paths.allowed_data_dir(data.strip())) if data.strip() else None
+    except DanceError as exc:
+        st.error(md_escape(exc))
+        return
     problem = check_name(name, paths.weights_root(), overwrite)
     if problem:
-        st.error(problem)
+        st.error(md_escape(problem))
         return
     cfg = build_config({"model": model, "epochs": epochs, "lr": lr, "batch_size": batch_size,
                         "image_size": image_size, "preset": preset, "strength": strength, "freeze_epochs": freeze,
                         "val_fraction": val_fraction, "limit": limit,
                         "teacher": teachers.get(teacher, ""), "distill_weight": distill_weight})
     target = paths.weights_root() / name
-    st.session_state[JOB_KEY] = TrainJob(cfg, data.strip() or None, target,
+    st.session_state[JOB_KEY] = TrainJob(cfg, data_dir, target,
                                          overwrite=checkpoint.is_default(target) and overwrite).start()
     st.session_state.pop("train_name", None)  # the next run suggests a fresh name
     st.rerun()
@@ -152,7 +158,7 @@ def _finished(job: TrainJob) -> None:
         refresh_checkpoints()  # the new checkpoint appears in every picker
         job.acknowledged = True
     if job.error:
-        st.error(job.error)
+        st.error(md_escape(job.error))
     elif job.result is None:
         st.warning(job.status())
     else:
@@ -184,7 +190,7 @@ def render() -> None:
     with page_errors():
         folder, problem = data_dir_or_error()
         if folder is None:
-            st.warning(f"{problem} Enter a data folder below.")
+            st.warning(f"{md_escape(problem)} Enter a data folder below.")
         job: TrainJob | None = st.session_state.get(JOB_KEY)
         if job is not None and job.running:
             st.info(f"Training **{md_escape(job.output.name)}** ({job.cfg.model}, {job.cfg.epochs} epoch(s)). "

@@ -166,7 +166,7 @@ def _start(report: datasets.SetReport, set_name: str) -> None:
             st.error("Model name: use 1-64 letters, digits, '-' or '_', starting with a letter or digit.")
             return
         if any((paths.weights_root() / f"{name}{s}").exists() for s in (".json", ".safetensors")):
-            st.error(f"A checkpoint named {name!r} already exists; choose a new name.")
+            st.error(f"A checkpoint named {md_escape(name)} already exists; choose a new name.")
             return
         st.session_state[JOB_KEY] = TrainJob(cfg, report.path, paths.weights_root() / name).start()
         st.session_state.pop("yd_ckpt", None)
@@ -202,7 +202,7 @@ def _result(job: TrainJob) -> None:
         refresh_checkpoints()  # the new checkpoint appears in every picker at once
         job.acknowledged = True
     if job.error:
-        st.error(job.error)
+        st.error(md_escape(job.error))
     else:
         result = job.result
         seconds = (job.finished or job.started) - job.started
@@ -248,7 +248,7 @@ def _share() -> None:
     if ref is not None:
         with page_errors():
             file_name, data = _bundle(ref.stem, ref.mtime)
-            st.download_button(f"Download {file_name}", data, file_name=file_name, mime="application/zip",
+            st.download_button(f"Download {md_escape(file_name)}", data, file_name=file_name, mime="application/zip",
                                key="yd_export", icon=":material/download:",
                                help="Weights (safetensors), sidecar (JSON) and the ONNX copy when there is one.")
     upload = st.file_uploader("Import a checkpoint zip", type=["zip"], key="yd_bundle",
