@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dance.data.images import MAX_ASPECT, resize_shorter
-from dance.inference.predict import Predictor
+from dance.inference import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_resize_output_is_bounded_for_any_shape(width, height, side):
 
 @pytest.fixture(scope="module")
 def tiny_predictor(tiny_checkpoint):
-    return Predictor.load(tiny_checkpoint, backend="torch")
+    return serving.load(tiny_checkpoint, backend="torch")
 
 
 @given(width=extent, height=st.integers(1, 3))
@@ -56,9 +56,9 @@ def test_any_shape_is_predicted_with_a_finite_answer(tiny_predictor, width, heig
 
 PEAK = textwrap.dedent("""
     import json, resource, sys
-    from dance.inference.predict import Predictor
+    from dance.inference import serving
     peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731
-    predictor = Predictor.load(sys.argv[1], backend="torch")
+    predictor = serving.load(sys.argv[1], backend="torch")
     predictor.predict([sys.argv[3]])  # warm: the first forward pass allocates the model's buffers
     before = peak()
     preds = predictor.predict([sys.argv[2], sys.argv[3]])

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dance.errors import CheckpointError
-from dance.inference.predict import Predictor
+from dance.inference import serving
 from dance.models import checkpoint, sidecar
 
 BASE = {"arch": "seed-cnn", "classes": ["a", "b", "c"], "image_size": 64, "mean": [0.5, 0.5, 0.5],
@@ -94,4 +94,4 @@ def test_nan_normalisation_never_reaches_predictions(tiny_checkpoint, tmp_path, 
     for bad in (float("nan"), float("inf"), 1e-300):
         (tmp_path / "c.json").write_text(json.dumps({**meta, "std": [bad, 0.5, 0.5]}, allow_nan=True))
         with pytest.raises(CheckpointError, match="'std' values must lie between|NaN|Infinity"):
-            Predictor.load(tmp_path / "c", backend="torch")
+            serving.load(tmp_path / "c", backend="torch")
