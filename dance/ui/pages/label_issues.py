@@ -122,8 +122,8 @@ def explainer(run: Path, image: str, fallback: tuple[Predictor, CheckpointRef] |
 def cam_caption(title: str, class_name: str, model: str, fold: bool, oof_prob: float) -> str:
     """Caption of an overlay: which model drew it, and only the out-of-fold number when it is that model's."""
     if fold:
-        return (f"{title}: where {md_escape(model)} (the fold model behind the suggestion) sees {md_escape(class_name)} "
-                f"({percent(oof_prob)})")
+        return (f"{title}: where {md_escape(model)} (the fold model behind the suggestion) sees "
+                f"{md_escape(class_name)} ({percent(oof_prob)})")
     model, class_name = md_escape(model), md_escape(class_name)
     return f"{title}: where {model} sees {class_name} — {model} trained on this image; the percentages come from " \
            "the fold models"
