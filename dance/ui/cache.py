@@ -88,7 +88,7 @@ def fold_models(run_oof: str | os.PathLike) -> dict[str, Path]:
         return {}
     stems = {int(f): folds / f"fold-{int(f)}" for f in frame["fold"].dropna().unique()}
     found = {f: s for f, s in stems.items()
-             if s.with_suffix(".safetensors").is_file() and s.with_suffix(".json").is_file()}
+             if all(f.is_file() for f in sidecar.files(s))}
     return {str(img): found[int(f)] for img, f in zip(frame["image"], frame["fold"]) if int(f) in found}
 
 
