@@ -126,10 +126,10 @@ def test_upload_predicts_and_bad_files_get_their_own_error(weights):
     [box] = [e.value for e in at.error]  # every bad file in one box, each message whole (no cut, no 'None')
     lines = box.splitlines()
     assert lines[0] == "3 of 4 file(s) could not be read:"
-    assert lines[2].startswith("- not\\-an\\-image\\.jpg: not a supported image")
+    assert lines[2].startswith("- not\\-an\\-image\\.jpg\\: not a supported image")
     assert "expected JPEG, PNG, WebP, BMP, GIF or TIFF" in lines[2]  # the uploader's own list (GIF, TIFF accepted)
-    assert lines[3].startswith("- empty\\.png:") and "0 bytes" in lines[3]
-    assert lines[4].startswith("- truncated\\.jpg:")
+    assert lines[3].startswith("- empty\\.png\\:") and "0 bytes" in lines[3]
+    assert lines[4].startswith("- truncated\\.jpg\\:")
     table = frame_with(at, RESULT_COLUMNS)
     assert table.values[:, 1:].tolist() == [[expected.label if not expected.unsure else
                                              f"not sure: {expected.ranked[0][0]} or {expected.ranked[1][0]}",
