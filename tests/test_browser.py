@@ -7,7 +7,6 @@ through Playwright (never `playwright install`). Screenshots of each page go to 
 
 from __future__ import annotations
 
-import contextlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,38 +51,9 @@ def running_app(env: dict[str, str] | None = None, log_name: str = "streamlit.lo
         log.close()
 
 
-@contextlib.contextmanager
-def running_app(env: dict | None = None, log_name: str = "streamlit.log"):
-    """The app (`python -m dance.ui.serve`) on a free port with `env`; yields its base URL, stops it afterwards."""
-    port = _free_port()
-    log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / log_name, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dance.ui.serve", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / log_name}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        stop_process(proc)
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def server():
-    """The app on the shipped weights and the real data set."""
+    """The app on the project's own weights and data; yields its base URL and stops it afterwards."""
     with running_app() as url:
         yield url
 
@@ -91,6 +61,13 @@ def server():
 @pytest.fixture(scope="module")
 def page(server):
     """A Chromium page (1400 px wide) from Debian's chromium binary."""
+    with chromium_tab() as tab:
+        yield tab
+
+
+@contextmanager
+def chromium_tab() -> Iterator:
+    """A Playwright page in Debian's chromium (skips the test loudly when chromium is missing)."""
     if chromium_path() is None:
         pytest.skip("BROWSER TESTS NOT RUN: no `chromium` on PATH. Install Debian's package "
                     "(`apt-get install chromium`, done by `make test` when run as root).")

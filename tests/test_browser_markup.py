@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.server
 import io
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import synthetic_image
-from test_browser import CHROMIUM_ARGS, SETTLE_MS, open_page, running_app, settle
+from test_browser import chromium_tab, open_page, running_app, settle
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,18 +88,9 @@ def hostile_app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(hostile_app):
-    """A Chromium page from Debian's chromium binary (as in test_browser.py)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("BROWSER TESTS NOT RUN: no `chromium` on PATH (`apt-get install chromium`).")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(SETTLE_MS)
+    """A Chromium page (as in test_browser.py)."""
+    with chromium_tab() as tab:
         yield tab
-        browser.close()
 
 
 def _png(seed: int) -> bytes:
