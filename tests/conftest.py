@@ -16,6 +16,13 @@ sys.path.insert(0, str(ROOT))
 SYNTH_CLASSES = ["circle", "square", "stripes"]
 
 
+def plain(markdown: str) -> str:
+    """What escaped Markdown (dance.markup.md_escape) reads as on the page: escapes and word joiners removed."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
+
+
 def synthetic_image(kind: str, seed: int, size: int = 72) -> Image.Image:
     """A small RGB image whose class is visible: a red square top-left, a green square bottom-right, or stripes."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SYNTH_CLASSES, make_dataset, synthetic_image
+from conftest import SYNTH_CLASSES, make_dataset, plain, synthetic_image
 from helpers import copy_checkpoint, encode
 
 from dance.inference import serving
@@ -59,7 +59,7 @@ def frame_with(at, columns: list[str]):
 
 def captions(at) -> list[str]:
     """Every image caption on the page, in order."""
-    return [c for element in at.image for c in element.captions]
+    return [plain(c) for element in at.image for c in element.captions]
 
 
 def chart(at, key: str) -> dict:
@@ -431,7 +431,7 @@ def test_dataset_page_without_data_names_where_it_looked(weights, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     at = app_at("dataset")
     assert len(at.error) == 1
-    assert at.error[0].value.startswith("No data set found") and str(tmp_path) in at.error[0].value
+    assert at.error[0].value.startswith("No data set found") and str(tmp_path) in plain(at.error[0].value)
 
 
 def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path):
@@ -446,7 +446,7 @@ def test_out_of_fold_split_reads_a_cv_run(weights, synth_data, tmp_path):
     assert not at.error, [e.value for e in at.error]
     assert metric(at, "Images") == str(len(preds.targets))
     assert metric(at, "Macro F1") == f"{preds.metrics()['macro_f1']:.3f}"
-    assert any("out-of-fold predictions of run1" in c.value for c in at.caption)
+    assert any("out-of-fold predictions of run1" in plain(c.value) for c in at.caption)
     # OOF probabilities are raw: the calibration section fits its temperature on them.
     fitted = calibrate(preds, "oof")
     assert metric(at, "Temperature") == f"{fitted.temperature:.2f}"
