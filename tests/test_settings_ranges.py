@@ -15,6 +15,7 @@ from dance import fileio
 from dance.cli import main
 from dance.config import AugmentConfig, TrainConfig
 from dance.errors import CheckpointError, DanceError
+from dance.models.spec import resolve_run_spec
 from dance.training.cv import cross_validate
 from dance.training.train import build_state, check_settings, load_training_state, save_training_state, state_paths
 
@@ -80,14 +81,15 @@ def test_cv_checks_settings_before_decoding(tmp_path, monkeypatch):
     lambda s: s.update(param_groups=[]),
 ])
 def test_damaged_resumable_state_values_are_one_sentence(tmp_path, damage):
-    state = build_state(TrainConfig(model="seed-cnn", image_size=64, freeze_epochs=0), 3, 4, 64)
+    cfg = TrainConfig(model="seed-cnn", image_size=64, freeze_epochs=0)
+    state = build_state(cfg, resolve_run_spec(cfg), 3, 4)
     state.epoch = 1
     stem = tmp_path / "run"
     save_training_state(stem, state)
     scalars = json.loads(state_paths(stem)[1].read_text())
     damage(scalars)
     state_paths(stem)[1].write_text(json.dumps(scalars))
-    fresh = build_state(TrainConfig(model="seed-cnn", image_size=64, freeze_epochs=0), 3, 4, 64)
+    fresh = build_state(cfg, resolve_run_spec(cfg), 3, 4)
     with pytest.raises(CheckpointError, match="cannot resume from this training state") as caught:
         load_training_state(stem, fresh, 4)
     assert "\n" not in str(caught.value)

@@ -10,14 +10,12 @@ from dance.config import CV_FOLDS, CV_REPEATS
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a model and save a checkpoint (never over weights/default unless --output says so)."""
-    from dance.models import checkpoint
+    """Train a model and save a checkpoint (never over an existing one, weights/default too, without --overwrite)."""
     from dance.training import distributed
     from dance.training.train import train
 
-    explicit_default = bool(args.output) and checkpoint.is_default(args.output)
     result = train(config_from_args(args), args.data, args.output, callbacks=[ConsoleProgress()], resume=args.resume,
-                   overwrite_default=explicit_default)
+                   overwrite=bool(args.output) and args.overwrite)
     if not distributed.is_main():
         return 0  # under torchrun, rank 0 alone writes and prints
     stem = result.checkpoint
@@ -35,6 +33,8 @@ def add_train(sub) -> None:
     add_data(p)
     p.add_argument("--output", help="checkpoint stem (default weights/<model>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run writing to --output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the existing checkpoint named by --output (needed for weights/default too)")
     add_train_options(p)
     p.set_defaults(func=cmd_train)
 
