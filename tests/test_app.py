@@ -222,7 +222,7 @@ def test_cell_selectboxes_open_exactly_that_cells_gallery(weights, synth_data):
     at.run()
     assert not at.exception, at.exception
     shown = captions(at)[: len(expected)]
-    assert shown == [gallery_caption(row) for _, row in expected.iterrows()]
+    assert shown == [plain(gallery_caption(row)) for _, row in expected.iterrows()]
     assert any(m.value.startswith(f"**{len(expected)}** ") and f"true **{true}**, predicted **{predicted}**" in m.value
                for m in at.markdown)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import plain
 from helpers import copy_checkpoint
 
 from dance.trust import label_issues as li
@@ -130,7 +131,7 @@ def test_review_page_relabels_and_exports_without_touching_data(tiny_checkpoint,
     at = AppTest.from_file(page, default_timeout=120).run()
     assert not at.exception, at.exception
     assert any("1** of 24 images look mislabelled" in m.value for m in at.markdown)
-    captions = [c for element in at.image for c in element.captions]
+    captions = [plain(c) for element in at.image for c in element.captions]
     assert paths[0].name in captions  # the photo, and Grad-CAM overlays for the given and the suggested class
     assert sum("where default sees" in c for c in captions) == 2
     assert any(f"Image **1** of 1: {md_escape(paths[0].name)}" in m.value for m in at.markdown)

@@ -62,6 +62,9 @@ def test_int8_below_the_agreement_bar_is_refused(tiny_checkpoint, synth_data, tm
     assert main(["export", "--int8", "--weights", str(stem), "--data", str(synth_data), "--calibration", "8"]) == 1
     assert "int8 refused: top-1 agreement with fp32" in capsys.readouterr().out
     assert not onnx_path(stem, "int8").exists()
+    # the refusal is recorded in the sidecar, which still loads, and fp32 keeps serving
+    assert "top-1 agreement" in serving.load(stem).ckpt.meta["onnx"]["int8_refused"]["refused"]
+    assert serving.load(stem).precision == "fp32"
     block = sidecar.read_sidecar(stem)["onnx"]
     assert "int8" not in block and block["int8_refused"]["refused"].startswith("top-1 agreement")
     assert serving.load(stem).precision == "fp32"

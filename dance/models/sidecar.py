@@ -190,6 +190,10 @@ def validate(meta: dict[str, Any], where: Path | str) -> None:
         if not isinstance(meta.get("metrics", {}).get(key, {}), dict):
             raise CheckpointError(f"{where}: 'metrics.{key}' must be an object.")
     for precision, entry in meta.get("onnx", {}).items():
+        if precision == "int8_refused":  # the check of an int8 export that was refused: no file, no hash
+            if not isinstance(entry, dict):
+                raise CheckpointError(f"{where}: 'onnx.int8_refused' must be an object.")
+            continue
         if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)):
             raise CheckpointError(f"{where}: 'onnx.{precision}' must be an object with a 'sha256'.")
     val_images = meta.get("split", {}).get("val_images", [])
