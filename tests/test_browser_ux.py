@@ -128,7 +128,7 @@ def test_a_fresh_model_trains_stops_honestly_opens_in_predict_and_says_not_sure(
     batch.press("Home")  # 4 images a batch: several batches per epoch
     tab.get_by_label("Save as (checkpoint name)").fill("quick")
     tab.get_by_role("button", name="Start training").click()
-    main(tab).get_by_text(re.compile(r"Decoding images \d+/40")).first.wait_for()  # its own bar, before batch 0/0
+    # (no wait on the decoding bar: on a fast machine that phase can end before a poll sees it)
     running = main(tab).get_by_text(re.compile(r"Epoch 2/40, batch \d+/\d+.* — about .+ left")).first
     running.wait_for(timeout=TRAINING_MS)
     shot(tab, "train-running")

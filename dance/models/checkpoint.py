@@ -47,7 +47,8 @@ from dance.models.sidecar import (  # noqa: F401 - re-exported for torch-side ca
 )
 
 FORMAT_VERSION = 1
-RETRY_DELAY = 0.2  # seconds before a reader that saw a save in progress reads again
+RETRY_DELAY = 0.05  # seconds before a reader that saw a save in progress reads again
+READ_ATTEMPTS = 8  # a writer saving in a loop can catch one retry between its renames again; 8 reads span 0.35 s
 
 
 def library_versions() -> dict[str, str]:
@@ -94,7 +95,7 @@ def read_sidecar(stem: str | os.PathLike) -> dict[str, Any]:
 def _read_matching(stem: Path) -> tuple[dict[str, Any], bytes, bool]:
     """The sidecar, the weights bytes and whether they match (by digest), read again once if a save was between."""
     weights = weights_file(stem)
-    for attempt in range(2):
+    for attempt in range(READ_ATTEMPTS):
         meta = read_sidecar(stem)
         if not weights.is_file():
             raise CheckpointError(f"{weights}: weights file not found.")
@@ -105,7 +106,7 @@ def _read_matching(stem: Path) -> tuple[dict[str, Any], bytes, bool]:
         expected = meta.get("weights_sha256")
         if expected is None or hashlib.sha256(data).hexdigest() == expected:  # older sidecars have no digest
             return meta, data, True
-        if attempt == 0:
+        if attempt < READ_ATTEMPTS - 1:
             time.sleep(RETRY_DELAY)  # another process may be between its two renames
     return meta, data, False
 
