@@ -108,57 +108,6 @@ def train_images(count: int) -> list[Path]:
 # ---------------------------------------------------------------------------------------------- train -> predict
 
 
-def test_a_fresh_model_trains_stops_honestly_opens_in_predict_and_says_not_sure(app, browser):
-    """Items 8 and 1: decoding shown, a time estimate, Stop between batches, an honest stopped state, 'Open in
-    Predict', then 'not sure' and a visible warning for a barely trained, uncalibrated model."""
-    url, weights = app
-    tab = new_tab(browser)
-    open_page(tab, url, "train", "Train")
-    tab.get_by_label("Model", exact=True).click()
-    tab.get_by_role("option", name="seed-cnn", exact=True).click()
-    for label, value in (("Epochs", "40"), ("Use only N images (0 = all)", "40")):
-        field = tab.get_by_label(label, exact=True)
-        field.fill(value)
-        field.press("Tab")  # not Enter: in a form, Enter submits it
-    size = tab.get_by_role("slider", name="Image size")
-    size.focus()
-    size.press("ArrowRight")  # "model's own" -> 64 px
-    batch = tab.get_by_role("slider", name="Batch size")
-    batch.focus()
-    batch.press("Home")  # 4 images a batch: several batches per epoch
-    tab.get_by_label("Save as (checkpoint name)").fill("quick")
-    tab.get_by_role("button", name="Start training").click()
-    # (no wait on the decoding bar: on a fast machine that phase can end before a poll sees it)
-    running = main(tab).get_by_text(re.compile(r"Epoch 2/40, batch \d+/\d+.* — about .+ left")).first
-    running.wait_for(timeout=TRAINING_MS)
-    shot(tab, "train-running")
-    main(tab).get_by_role("button", name="Stop").click()
-    stopped = main(tab).get_by_text(re.compile(r"Stopped by you after \d+ of 40 epoch")).first
-    stopped.wait_for(timeout=TRAINING_MS)
-    settle(tab)
-    epochs = int(re.search(r"after (\d+) of 40", stopped.inner_text()).group(1))
-    assert 1 <= epochs <= 4  # it acted within the epoch it was in, not at the end of the run
-    assert main(tab).get_by_text("Done.", exact=True).count() == 0
-    bar = tab.locator("[data-testid=stProgress] [role=progressbar]").first
-    assert float(bar.get_attribute("aria-valuenow")) < 100  # the bar stays where it stopped
-    shot(tab, "train-stopped")
-    assert (weights / "quick.safetensors").exists()
-    main(tab).get_by_role("button", name="Open quick in Predict").click()
-    tab.get_by_role("heading", name="Predict", exact=True).first.wait_for()
-    settle(tab)
-    assert chosen(tab) == "quick"
-    warning = main(tab).locator("[data-testid=stAlertContentWarning]").first
-    assert re.search(r"quick is often wrong: \d+\.\d% accuracy on its hold-out of \d+ images", warning.inner_text())
-    upload(tab, train_images(1))
-    heading = main(tab).locator("h3").first.inner_text()
-    assert heading.startswith("Not sure — top-2: ")  # ~chance-level probabilities never read as an answer
-    assert main(tab).get_by_text("halfway from chance (12.5%) to certainty").count() == 1
-    shot(tab, "predict-fresh-model")
-
-
-# ---------------------------------------------------------------------------------------------- predict, wide
-
-
 def test_uploads_are_easy_to_manage_and_every_number_agrees(app, browser, tmp_path):
     """Items 5, 6, 7, 9 and the labelled samples: full names, GIF accepted, one clean error box above the answers,
     Grad-CAM quoting the headline's number, the CSV's columns, Clear all, paste, sample answers with their truth."""
